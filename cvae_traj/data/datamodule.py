@@ -1,0 +1,108 @@
+"""The base DataModule: track tables in, (past, future) windows out as `TrajectoryBatch`es.
+
+A subclass only says where each split's track tables come from (`load_split`); windowing, batching
+and the checks are shared. To feed the model from your own pipeline, yield `TrajectoryBatch`es
+(see `cvae_traj.batch`) from any DataLoader instead.
+"""
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Literal
+
+import lightning as L
+from torch.utils.data import DataLoader, Dataset
+
+from cvae_traj.batch import TrajectoryBatch
+from cvae_traj.data.tracks import TrackTable
+from cvae_traj.data.windows import Windows, make_windows
+from cvae_traj.errors import InputError
+
+Split = Literal["train", "val", "test"]
+
+
+class WindowDataset(Dataset):
+    """Windows as a map-style dataset whose batched fetch gathers a whole batch with numpy."""
+
+    def __init__(self, windows: Windows) -> None:
+        self.windows = windows
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index: int) -> TrajectoryBatch:
+        return self.windows.batch([index])
+
+    def __getitems__(self, indices: list[int]) -> TrajectoryBatch:
+        return self.windows.batch(indices)
+
+
+def collate_batch(batch: TrajectoryBatch) -> TrajectoryBatch:
+    """The dataset already assembled the batch in `__getitems__`."""
+    return batch
+
+
+class TrackDataModule(L.LightningDataModule):
+    """Windows of `obs_len` observed and `pred_len` future steps, `dt` seconds apart, from track tables."""
+
+    def __init__(
+        self,
+        obs_len: int = 8,
+        pred_len: int = 12,
+        dt: float = 0.4,
+        stride: int = 1,
+        batch_size: int = 64,
+        eval_batch_size: int = 512,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if obs_len < 2 or pred_len < 1:
+            raise InputError(f"obs_len must be >= 2 and pred_len >= 1, got {obs_len} and {pred_len}")
+        self.obs_len, self.pred_len, self.dt, self.stride = obs_len, pred_len, dt, stride
+        self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
+        self._windows: dict[str, Windows] = {}
+
+    @abstractmethod
+    def load_split(self, split: Split) -> list[TrackTable]:
+        """The track tables of one split; each is one recording with its own agent ids."""
+
+    def windows(self, split: Split) -> Windows:
+        """All windows of a split, cut once and cached."""
+        if split not in self._windows:
+            tables = self.load_split(split)
+            parts = [make_windows(t, self.obs_len, self.pred_len, self.stride) for t in tables]
+            if sum(len(p) for p in parts) == 0:
+                sources = ", ".join(t.source for t in tables)
+                raise InputError(f"{sources}: no agent has {self.obs_len + self.pred_len} consecutive steps "
+                                 f"for the {split} split (obs_len={self.obs_len}, pred_len={self.pred_len})")
+            self._windows[split] = Windows.concatenate(parts)
+        return self._windows[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        # The test split is only touched when testing, so that nothing before it can peek at it.
+        if stage in ("fit", None):
+            self.windows("train")
+            self.windows("val")
+        if stage in ("validate",):
+            self.windows("val")
+        if stage in ("test",):
+            self.windows("test")
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.eval_batch_size, shuffle=False)
+
+    def _loader(self, split: Split, batch_size: int, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            WindowDataset(self.windows(split)),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=False,
+            num_workers=self.num_workers,
+            collate_fn=collate_batch,
+            persistent_workers=self.num_workers > 0,
+        )

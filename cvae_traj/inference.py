@@ -1,0 +1,124 @@
+"""Loading a trained model and sampling futures for the agents of a track table."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cvae_traj.data.tracks import TimeUnit, TrackTable, validate_tracks
+from cvae_traj.data.windows import Windows, make_windows
+from cvae_traj.errors import CheckpointError, InputError
+from cvae_traj.io import atomic_path
+from cvae_traj.system import TrajectoryCVAE
+
+FUTURE_COLUMNS = ("agent_id", "sample", "step", "frame", "x", "y")
+OUTPUT_FORMATS = {".csv": "CSV", ".parquet": "Parquet"}
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> TrajectoryCVAE:
+    """A TrajectoryCVAE from a checkpoint, in eval mode; CheckpointError if that is not what the file holds.
+
+    Loading uses torch's weights_only unpickler, so a checkpoint cannot execute code when it is read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - a corrupt file raises whatever the unpickler meets first
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(err)})") from None
+    if not isinstance(content, dict) or not {"state_dict", "hyper_parameters"} <= content.keys():
+        raise CheckpointError(f"{path}: not a Lightning checkpoint with hyper-parameters and weights")
+    try:
+        model = TrajectoryCVAE.load_from_checkpoint(path, map_location=map_location, weights_only=True)
+    except (KeyError, TypeError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: checkpoint does not fit TrajectoryCVAE ({_first_line(err)})") from None
+    return model.eval()
+
+
+def current_windows(table: TrackTable, obs_len: int, at_step: int) -> Windows:
+    """Windows of the agents whose last `obs_len` positions are consecutive and end at `at_step`.
+
+    Neighbours come from the same observed steps, so rows after `at_step` never reach the model.
+    """
+    observed = table.select_steps(at_step - obs_len + 1, at_step)
+    windows = make_windows(observed, obs_len, 0)
+    if len(windows) == 0:
+        raise InputError(f"{table.source}: no agent has {obs_len} consecutive positions ending at frame "
+                         f"{table.frames(at_step):g}")
+    return windows
+
+
+@torch.no_grad()
+def predict_futures(
+    model: TrajectoryCVAE,
+    tracks: pd.DataFrame | TrackTable,
+    num_samples: int = 20,
+    at_frame: float | None = None,
+    columns: Mapping[str, str] | None = None,
+    time_unit: TimeUnit = "frame",
+    frame_step: float | None = None,
+    batch_size: int = 1024,
+) -> pd.DataFrame:
+    """K sampled futures per agent, in long format with columns agent_id, sample, step, frame, x, y.
+
+    Agents are those whose last T_obs positions are consecutive and end at `at_frame` (default: the
+    table's last frame). `step` runs 1..T_pred and `frame` is the future frame in the table's units;
+    `sample` runs 0..K-1. Seed with torch.manual_seed for repeatable samples.
+    """
+    table = tracks if isinstance(tracks, TrackTable) else validate_tracks(
+        tracks, columns=columns, time_unit=time_unit, frame_step=frame_step, dt=model.hparams.dt)
+    at_step = frame_to_step(table, at_frame)
+    windows = current_windows(table, model.hparams.obs_len, at_step)
+    device = next(model.parameters()).device
+    chunks = []
+    for lo in range(0, len(windows), batch_size):
+        batch = windows.batch(np.arange(lo, min(lo + batch_size, len(windows)))).to(device)
+        chunks.append(model.sample(batch, num_samples=num_samples).cpu().numpy())
+    samples = np.concatenate(chunks)  # (W, K, T_pred, 2)
+    w, k, t, _ = samples.shape
+    steps = np.arange(1, t + 1)
+    return pd.DataFrame({
+        "agent_id": np.repeat(table.agent_ids[windows.agent], k * t),
+        "sample": np.tile(np.repeat(np.arange(k), t), w),
+        "step": np.tile(steps, w * k),
+        "frame": np.tile(table.frames(at_step + steps), w * k),
+        "x": samples[..., 0].ravel(),
+        "y": samples[..., 1].ravel(),
+    }, columns=list(FUTURE_COLUMNS))
+
+
+def frame_to_step(table: TrackTable, frame: float | None) -> int:
+    """The grid step of a frame of the table (None: its last frame)."""
+    if frame is None:
+        return int(table.step.max())
+    grid = (float(frame) - table.frame0) / table.frame_step
+    if abs(grid - round(grid)) > 1e-3 or not table.step.min() <= round(grid) <= table.step.max():
+        raise InputError(f"{table.source}: at_frame {frame:g} is not a frame of the table")
+    return int(round(grid))
+
+
+def check_output_path(path: str | Path) -> Path:
+    """Refuse an output format we cannot write before any work is done."""
+    path = Path(path)
+    if path.suffix.lower() not in OUTPUT_FORMATS:
+        raise InputError(f"{path}: output must end in {' or '.join(OUTPUT_FORMATS)}")
+    return path
+
+
+def write_futures(futures: pd.DataFrame, path: str | Path) -> None:
+    """Write the futures as CSV or Parquet (by extension), atomically."""
+    path = check_output_path(path)
+    with atomic_path(path) as tmp:
+        if path.suffix.lower() == ".parquet":
+            futures.to_parquet(tmp, index=False)
+        else:
+            futures.to_csv(tmp, index=False)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:200]}" if text else type(err).__name__

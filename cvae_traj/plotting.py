@@ -1,0 +1,51 @@
+"""Pictures of observed tracks, true futures and sampled futures."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: plots are written to files, never shown on a screen
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from cvae_traj.data.tracks import TrackTable  # noqa: E402
+from cvae_traj.io import atomic_path  # noqa: E402
+
+
+def plot_futures(table: TrackTable, futures: pd.DataFrame, at_step: int, obs_len: int) -> plt.Figure:
+    """Observed tracks up to `at_step`, each predicted agent's true future if the table has it, and the samples."""
+    fig, ax = plt.subplots(figsize=(7, 7))
+    predicted = set(futures["agent_id"].unique().tolist())
+    ids = table.agent_ids[table.agent]
+    observed = (table.step > at_step - obs_len) & (table.step <= at_step)
+    horizon = int(futures["step"].max())
+    truth = (table.step > at_step) & (table.step <= at_step + horizon) & np.isin(ids, list(predicted))
+    for agent in np.unique(table.agent[observed | truth]):
+        mine = table.agent == agent
+        past = table.xy[mine & observed]
+        ax.plot(past[:, 0], past[:, 1], "-o", color="black", ms=2, lw=1.2,
+                label="observed" if agent == table.agent[observed][0] else None)
+        # Include the last observed point so the true future joins the track.
+        true = table.xy[mine & (truth | (table.step == at_step))]
+        if len(true) > 1:
+            ax.plot(true[:, 0], true[:, 1], "--", color="tab:green", lw=1.5)
+    for (_, _), sample in futures.groupby(["agent_id", "sample"], sort=False):
+        ax.plot(sample["x"], sample["y"], "-", color="tab:red", alpha=0.25, lw=0.8)
+    ax.plot([], [], "--", color="tab:green", label="true future")
+    ax.plot([], [], "-", color="tab:red", label="samples")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel("x [m]")
+    ax.set_ylabel("y [m]")
+    ax.legend(loc="best")
+    ax.set_title(f"{len(predicted)} agents, {futures['sample'].nunique()} samples each")
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: plt.Figure, path: str | Path) -> None:
+    """Save a PNG atomically and release the figure."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)

@@ -1,0 +1,136 @@
+"""The training system: a conditional VAE over future tracks, trained on the conditional ELBO.
+
+    log p(y|x) >= E_{q(z|x,y)}[log p(y|x,z)] - KL(q(z|x,y) || p(z|x))
+
+Batches are `cvae_traj.batch.TrajectoryBatch`es; any DataLoader that yields them can train this module.
+"""
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.distributions import kl_divergence
+
+from cvae_traj.batch import TrajectoryBatch
+from cvae_traj.metrics import constant_velocity, min_ade, min_fde
+from cvae_traj.models import HistoryEncoder, IntegratedGaussian, PriorNet, RecognitionNet, TrajectoryDecoder
+
+
+class TrajectoryCVAE(L.LightningModule):
+    """Multi-modal trajectory forecaster: K futures per agent from z ~ p(z|x), y ~ p(y|x,z).
+
+    Args:
+        obs_len, pred_len, dt: observed and predicted steps, and the seconds between steps.
+        beta: weight of the KL term once annealing is over.
+        kl_anneal_steps: optimiser steps over which the KL weight rises linearly from 0 to beta (0: none).
+        free_bits: floor, in nats per latent dimension (batch mean), below which the KL is not penalised.
+        num_eval_samples: K of the best-of-K metrics logged at validation and test.
+    """
+
+    def __init__(
+        self,
+        obs_len: int = 8,
+        pred_len: int = 12,
+        dt: float = 0.4,
+        hidden_dim: int = 64,
+        latent_dim: int = 16,
+        beta: float = 1.0,
+        kl_anneal_steps: int = 0,
+        free_bits: float = 0.0,
+        lr: float = 1e-3,
+        lr_decay: float = 1.0,
+        weight_decay: float = 0.0,
+        num_eval_samples: int = 20,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.history_encoder = HistoryEncoder(hidden_dim)
+        context_dim = self.history_encoder.out_dim
+        self.prior_net = PriorNet(context_dim, latent_dim, hidden_dim)
+        self.recognition_net = RecognitionNet(context_dim, latent_dim, hidden_dim)
+        self.generation_net = TrajectoryDecoder(context_dim, latent_dim, pred_len, hidden_dim)
+
+    def forward(self, batch: TrajectoryBatch | Tensor, num_samples: int = 20) -> Tensor:
+        return self.sample(batch, num_samples=num_samples)
+
+    def encode(self, batch: TrajectoryBatch) -> Tensor:
+        """The context x that conditions all three nets."""
+        if batch.past.shape[1] != self.hparams.obs_len:
+            raise ValueError(f"this model observes {self.hparams.obs_len} steps, got past of shape "
+                             f"{tuple(batch.past.shape)}")
+        return self.history_encoder(batch.past)  # (B, C)
+
+    def elbo_terms(self, batch: TrajectoryBatch) -> dict[str, Tensor]:
+        """Unweighted ELBO terms per agent: reconstruction NLL (B,) and KL per latent dimension (B, D)."""
+        context = self.encode(batch)
+        prior = self.prior_net(context)
+        posterior = self.recognition_net(context, batch.past, batch.future)
+        z = posterior.rsample()  # (B, D), reparameterised
+        likelihood = self.generation_net(context, z, batch.past[:, -1])
+        return {
+            "rec_nll": -likelihood.log_prob(batch.future),
+            "kl_per_dim": kl_divergence(posterior.base_dist, prior.base_dist),
+        }
+
+    @torch.no_grad()
+    def sample(self, batch: TrajectoryBatch | Tensor, num_samples: int = 20, decoder_noise: bool = True) -> Tensor:
+        """K futures per agent in absolute positions: (B, K, T_pred, 2). Seed with torch.manual_seed.
+
+        `batch` is a TrajectoryBatch or a past tensor (B, T_obs, 2). With decoder_noise=False each
+        future is the decoder's mean for its z, rather than a draw from p(y|x,z).
+        """
+        if isinstance(batch, Tensor):
+            batch = TrajectoryBatch.from_past(batch)
+        context = self.encode(batch)
+        z = self.prior_net(context).sample((num_samples,))  # (K, B, D)
+        likelihood = self._decode(context, z, batch.past[:, -1])
+        futures = likelihood.sample() if decoder_noise else likelihood.mean  # (K, B, T_pred, 2)
+        return futures.transpose(0, 1)  # (B, K, T_pred, 2)
+
+    def kl_weight(self) -> float:
+        """beta, ramped up linearly over the first kl_anneal_steps optimiser steps."""
+        steps = self.hparams.kl_anneal_steps
+        ramp = 1.0 if steps <= 0 else min(1.0, (self.global_step + 1) / steps)
+        return self.hparams.beta * ramp
+
+    def training_step(self, batch: TrajectoryBatch, batch_idx: int) -> Tensor:
+        terms = self.elbo_terms(batch)
+        rec_nll = terms["rec_nll"].mean()
+        kl_per_dim = terms["kl_per_dim"].mean(dim=0)  # (D,)
+        kl = kl_per_dim.sum()
+        kl_penalised = kl_per_dim.clamp(min=self.hparams.free_bits).sum()
+        beta = self.kl_weight()
+        loss = rec_nll + beta * kl_penalised
+        self.log_dict({"train/loss": loss, "train/rec_nll": rec_nll, "train/kl": kl, "train/elbo": -(rec_nll + kl),
+                       "train/beta": beta}, batch_size=len(batch), prog_bar=False)
+        return loss
+
+    def validation_step(self, batch: TrajectoryBatch, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: TrajectoryBatch, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.hparams.lr_decay)
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def _decode(self, context: Tensor, z: Tensor, origin: Tensor) -> IntegratedGaussian:
+        """p(y | x, z) for z with leading sample dimensions: z (..., B, D) -> event (T_pred, 2)."""
+        shape = z.shape[:-1]
+        return self.generation_net(context.expand(*shape, -1), z, origin.expand(*shape, -1))
+
+    def _evaluate(self, batch: TrajectoryBatch, split: str) -> None:
+        k = self.hparams.num_eval_samples
+        samples = self.sample(batch, num_samples=k)
+        cv = constant_velocity(batch.past, self.hparams.pred_len).unsqueeze(1)
+        terms = self.elbo_terms(batch)
+        self.log_dict({
+            f"{split}/min_ade_{k}": min_ade(samples, batch.future).mean(),
+            f"{split}/min_fde_{k}": min_fde(samples, batch.future).mean(),
+            f"{split}/cv_ade": min_ade(cv, batch.future).mean(),
+            f"{split}/cv_fde": min_fde(cv, batch.future).mean(),
+            f"{split}/nelbo": (terms["rec_nll"] + terms["kl_per_dim"].sum(-1)).mean(),
+        }, batch_size=len(batch), prog_bar=split == "val")
+
