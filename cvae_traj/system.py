@@ -9,11 +9,11 @@ from __future__ import annotations
 import lightning as L
 import torch
 from torch import Tensor
-from torch.distributions import kl_divergence
 
 from cvae_traj.batch import TrajectoryBatch
 from cvae_traj.metrics import constant_velocity, min_ade, min_fde
 from cvae_traj.models import HistoryEncoder, IntegratedGaussian, PriorNet, RecognitionNet, TrajectoryDecoder
+from cvae_traj.objectives import elbo_terms
 
 
 class TrajectoryCVAE(L.LightningModule):
@@ -63,14 +63,13 @@ class TrajectoryCVAE(L.LightningModule):
     def elbo_terms(self, batch: TrajectoryBatch) -> dict[str, Tensor]:
         """Unweighted ELBO terms per agent: reconstruction NLL (B,) and KL per latent dimension (B, D)."""
         context = self.encode(batch)
-        prior = self.prior_net(context)
-        posterior = self.recognition_net(context, batch.past, batch.future)
-        z = posterior.rsample()  # (B, D), reparameterised
-        likelihood = self.generation_net(context, z, batch.past[:, -1])
-        return {
-            "rec_nll": -likelihood.log_prob(batch.future),
-            "kl_per_dim": kl_divergence(posterior.base_dist, prior.base_dist),
-        }
+        rec_nll, kl_per_dim = elbo_terms(
+            prior=self.prior_net(context),
+            posterior=self.recognition_net(context, batch.past, batch.future),
+            decode=lambda z: self.generation_net(context, z, batch.past[:, -1]),
+            y=batch.future,
+        )
+        return {"rec_nll": rec_nll, "kl_per_dim": kl_per_dim}
 
     @torch.no_grad()
     def sample(self, batch: TrajectoryBatch | Tensor, num_samples: int = 20, decoder_noise: bool = True) -> Tensor:

@@ -52,19 +52,21 @@ class TrackTable:
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file (by its extension) into a DataFrame, with errors that name the file."""
+    """Read a track table by its extension: .parquet, .tsv/.txt (whitespace-separated) or CSV (anything else)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
+    suffix = path.suffix.lower()
+    kind = "Parquet" if suffix in (".parquet", ".pq") else "CSV"
     try:
-        if path.suffix.lower() in (".parquet", ".pq"):
+        if kind == "Parquet":
             return pd.read_parquet(path)
-        return pd.read_csv(path, sep=None, engine="python")
+        return pd.read_csv(path, sep=r"\s+" if suffix in (".tsv", ".txt") else ",")
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise InputError(f"{path}: cannot be read as a {'Parquet' if path.suffix.lower() in ('.parquet', '.pq') else 'CSV'} table ({first_line})") from None
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise InputError(f"{path}: cannot be read as a {kind} table ({first_line})") from None
 
 
 def read_raw_eth_ucy(path: str | Path) -> pd.DataFrame:

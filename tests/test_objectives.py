@@ -1,0 +1,97 @@
+"""The maths: closed-form KL, the decoder's likelihood, and the ELBO against an exact log p(y|x)."""
+import pytest
+import torch
+from torch.distributions import Independent, MultivariateNormal, Normal
+
+from cvae_traj import TrajectoryBatch, TrajectoryCVAE
+from cvae_traj.models import IntegratedGaussian
+from cvae_traj.objectives import elbo_terms
+
+
+def test_closed_form_kl_matches_monte_carlo():
+    torch.manual_seed(0)
+    model = TrajectoryCVAE(latent_dim=4)
+    past, future = torch.randn(3, 8, 2).cumsum(1), torch.randn(3, 12, 2).cumsum(1)
+    context = model.history_encoder(past)
+    prior, posterior = model.prior_net(context), model.recognition_net(context, past, future)
+    _, kl_per_dim = elbo_terms(prior, posterior, lambda z: Independent(Normal(z, 1.0), 1), torch.zeros(3, 4))
+    z = posterior.sample((200_000,))
+    monte_carlo = (posterior.log_prob(z) - prior.log_prob(z)).mean(0)
+    torch.testing.assert_close(kl_per_dim.sum(-1), monte_carlo, atol=0.02, rtol=0.01)
+
+
+def test_integrated_gaussian_is_the_cumulative_sum_gaussian():
+    """log p(positions) equals the exact Gaussian of cumulatively summed displacements."""
+    torch.manual_seed(1)
+    t = 5
+    origin, loc, scale = torch.randn(2), torch.randn(t, 2), torch.rand(t, 2) + 0.1
+    dist = IntegratedGaussian(origin, loc, scale)
+    y = dist.sample()
+    lower = torch.tril(torch.ones(t, t))
+    expected = sum(
+        MultivariateNormal(origin[a] + lower @ loc[:, a], scale_tril=lower * scale[:, a]).log_prob(y[:, a])
+        for a in range(2)
+    )
+    torch.testing.assert_close(dist.log_prob(y), expected)
+    torch.testing.assert_close(dist.mean, origin + loc.cumsum(0))
+
+
+def linear_gaussian(d_z=3, d_y=5, sigma=0.5, seed=0):
+    """z ~ N(0, I), y | z ~ N(A z + b, sigma^2 I): log p(y) and p(z | y) are exact Gaussians."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.linalg.qr(torch.randn(d_y, d_z, generator=g))[0] * torch.tensor([2.0, 1.0, 0.5])  # orthogonal columns
+    b = torch.randn(d_y, generator=g)
+    marginal = MultivariateNormal(b, a @ a.T + sigma**2 * torch.eye(d_y))
+    post_cov = torch.linalg.inv(torch.eye(d_z) + a.T @ a / sigma**2)  # diagonal, as A's columns are orthogonal
+
+    def posterior(y):
+        mean = (post_cov @ a.T @ (y - b).T / sigma**2).T
+        return Independent(Normal(mean, post_cov.diagonal().sqrt().expand_as(mean)), 1)
+
+    def decode(z):
+        return Independent(Normal(z @ a.T + b, sigma), 1)
+
+    return marginal, posterior, decode, d_z
+
+
+@pytest.mark.parametrize("shift, stretch", [(0.0, 1.0), (0.7, 1.8), (-0.3, 0.6)])
+def test_elbo_equals_log_likelihood_minus_posterior_gap(shift, stretch):
+    """ELBO = log p(y) - KL(q || p(z|y)): exact for the true posterior, strictly below for any other q."""
+    marginal, posterior, decode, d_z = linear_gaussian()
+    torch.manual_seed(0)
+    y = marginal.sample((4,))
+    exact = marginal.log_prob(y)
+    true_post = posterior(y)
+    q = Independent(Normal(true_post.mean + shift, true_post.stddev * stretch), 1)
+    prior = Independent(Normal(torch.zeros(4, d_z), 1.0), 1)
+    s = 50_000  # Monte-Carlo average of the single-sample reconstruction term
+    rep = lambda d: Independent(Normal(d.mean.repeat(s, 1), d.stddev.repeat(s, 1)), 1)  # noqa: E731
+    rec, kl = elbo_terms(rep(prior), rep(q), decode, y.repeat(s, 1))
+    elbo = -(rec + kl.sum(-1)).view(s, 4).mean(0)
+    gap = torch.distributions.kl_divergence(q, true_post)
+    torch.testing.assert_close(elbo, exact - gap, atol=0.03, rtol=0)
+    if shift != 0.0:
+        assert (elbo < exact - 0.1).all()
+
+
+def test_model_reconstruction_term_is_the_decoder_log_likelihood():
+    """elbo_terms' rec_nll is -log p(y|x,z) for the z it drew: a decoder mean equal to y scores best."""
+    torch.manual_seed(0)
+    model = TrajectoryCVAE(latent_dim=2)
+    past = torch.randn(6, 8, 2).cumsum(1)
+    context = model.history_encoder(past)
+    z = model.prior_net(context).sample()
+    dist = model.generation_net(context, z, past[:, -1])
+    at_mean = -dist.log_prob(dist.mean)
+    off_mean = -dist.log_prob(dist.mean + 0.5)
+    assert (at_mean < off_mean).all()
+    batch = TrajectoryBatch.from_past(past, dist.mean)
+    terms = model.elbo_terms(batch)
+    assert terms["kl_per_dim"].shape == (6, 2) and (terms["kl_per_dim"] >= 0).all()
+
+
+@pytest.mark.parametrize("anneal, step, expected", [(0, 0, 2.0), (100, 0, 0.02), (100, 49, 1.0), (100, 500, 2.0)])
+def test_kl_weight_anneals_linearly(anneal, step, expected, monkeypatch):
+    model = TrajectoryCVAE(beta=2.0, kl_anneal_steps=anneal)
+    monkeypatch.setattr(TrajectoryCVAE, "global_step", property(lambda self: step))
+    assert model.kl_weight() == pytest.approx(expected)
