@@ -1,0 +1,60 @@
+"""train.py and predict.py as a user runs them: end to end, and one-line errors without tracebacks."""
+import json
+import subprocess
+import sys
+
+import pandas as pd
+
+from cvae_traj.data import junction_tracks
+from conftest import ROOT
+
+TINY = ["experiment=smoke", "logger=none", "data.num_train_agents=60", "data.num_val_agents=20",
+        "data.num_test_agents=20"]
+
+
+def run(script: str, *args, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_train_then_predict_end_to_end(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run("train.py", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "const.vel" in result.stdout and "min_ade_20" in result.stdout
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["best_checkpoint"] == "checkpoints/best.ckpt"
+    assert metrics["windows"] == {"train": 300, "val": 100, "test": 100}
+    assert {"test/min_ade_20", "test/min_fde_20", "test/cv_ade"} <= set(metrics["test"])
+    assert "hidden_dim: 64" in (run_dir / "config.yaml").read_text()
+
+    tracks = junction_tracks(20, seed=9).drop(columns="branch")
+    tracks.to_csv(tmp_path / "tracks.csv", index=False)
+    result = run("predict.py", f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}", f"input={tmp_path / 'tracks.csv'}",
+                 f"output={tmp_path / 'futures.csv'}", "num_samples=5", "plot=true", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    futures = pd.read_csv(tmp_path / "futures.csv")
+    assert list(futures.columns) == ["agent_id", "sample", "step", "frame", "x", "y"]
+    last = tracks["frame"].max()
+    current = tracks[tracks["frame"] > last - 8].groupby("agent_id").size()
+    assert set(futures["agent_id"]) == set(current[current == 8].index)
+    assert futures["frame"].min() == last + 1 and futures["step"].max() == 12
+    assert (tmp_path / "futures.png").stat().st_size > 1000
+
+
+def test_unknown_scene_is_one_line(tmp_path):
+    result = run("train.py", "data=eth_ucy", "data.scene=atlantis", "logger=none", f"hydra.run.dir={tmp_path}",
+                 cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == ("error: unknown ETH/UCY scene 'atlantis'; choose one of "
+                                                      "eth, hotel, univ, zara1, zara2")
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_bad_csv_is_one_line_and_writes_nothing(tmp_path):
+    (tmp_path / "tracks.csv").write_text("frame,agent_id,x,y\n0,1,0.0,0.0\n10,1,nan,0.0\n")
+    result = run("predict.py", f"ckpt_path={tmp_path / 'missing.ckpt'}", f"input={tmp_path / 'tracks.csv'}",
+                 f"output={tmp_path / 'out.csv'}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {tmp_path / 'missing.ckpt'}: checkpoint not found"
+    assert "Traceback" not in result.stdout + result.stderr and not (tmp_path / "out.csv").exists()

@@ -1,0 +1,60 @@
+"""ETH/UCY: fold composition, PROTOCOL.md's window counts, and the preparation step."""
+import shutil
+
+import pytest
+
+from cvae_traj import EthUcyDataModule
+from cvae_traj.data.eth_ucy import RECORDINGS, SCENES, SHA256, fold_files, prepare_eth_ucy
+from cvae_traj.errors import InputError
+
+# PROTOCOL.md: test windows per scene with the files in all_data.
+TEST_WINDOWS = {"eth": 364, "hotel": 1197, "univ": 24334, "zara1": 2356, "zara2": 5910}
+
+
+@pytest.mark.parametrize("scene", SCENES)
+def test_fold_files(scene):
+    files = fold_files(scene)
+    assert files["test"] == [f"all_data/{r}.txt" for r in SCENES[scene]]
+    held_out = set(SCENES[scene])
+    trained = {f.split("/")[1].rsplit("_", 1)[0] for f in files["train"]}
+    validated = {f.split("/")[1].rsplit("_", 1)[0] for f in files["val"]}
+    assert trained == validated == set(RECORDINGS) - held_out
+    assert {"crowds_zara03", "uni_examples"} <= trained
+    assert not held_out & (trained | validated)
+
+
+def test_unknown_scene():
+    with pytest.raises(InputError, match="unknown ETH/UCY scene 'zara3'; choose one of eth, hotel, univ, zara1, zara2"):
+        EthUcyDataModule(scene="zara3")
+
+
+@pytest.mark.parametrize("scene", SCENES)
+def test_test_window_counts_match_protocol(scene, eth_ucy_root):
+    datamodule = EthUcyDataModule(scene=scene, root=str(eth_ucy_root))
+    assert len(datamodule.windows("test")) == TEST_WINDOWS[scene]
+    assert len(datamodule.windows("train")) > 5000 and len(datamodule.windows("val")) > 1000
+
+
+def test_prepare_from_file_url(tmp_path, eth_ucy_root):
+    dest = prepare_eth_ucy(eth_ucy_root.resolve().as_uri(), tmp_path / "eth_ucy")
+    for rel in SHA256:
+        assert (dest / rel).read_bytes() == (eth_ucy_root / rel).read_bytes()
+    assert not list(dest.rglob(".*"))  # no temporary files left behind
+
+
+def test_prepare_refuses_altered_or_missing_files(tmp_path, eth_ucy_root):
+    source = tmp_path / "source"
+    shutil.copytree(eth_ucy_root, source)
+    with open(source / "val" / "crowds_zara02_val.txt", "a") as f:
+        f.write("1 2 3 4\n")
+    with pytest.raises(InputError, match="val/crowds_zara02_val.txt: checksum mismatch"):
+        prepare_eth_ucy(source, tmp_path / "dest")
+    assert not (tmp_path / "dest" / "val" / "crowds_zara02_val.txt").exists()
+    with pytest.raises(InputError, match="download failed"):
+        prepare_eth_ucy((tmp_path / "nowhere").as_uri(), tmp_path / "dest2")
+
+
+def test_missing_data_says_how_to_prepare(tmp_path):
+    datamodule = EthUcyDataModule(scene="eth", root=str(tmp_path))
+    with pytest.raises(InputError, match="prepare the data first with `python -m cvae_traj.prepare_data"):
+        datamodule.setup("fit")

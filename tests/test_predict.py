@@ -1,0 +1,127 @@
+"""predict_futures and predict(cfg): which agents, what columns, and no output on bad input."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cvae_traj import TrajectoryCVAE, predict_futures
+from cvae_traj.errors import CheckpointError, InputError
+from cvae_traj.prediction import predict
+from conftest import compose_config
+
+K, T_PRED = 4, 12
+
+
+def scene() -> pd.DataFrame:
+    """Agent 'a' has 8 consecutive positions ending at the last frame; 'b' a gap; 'c' ends early; 'd' too short."""
+    rows = []
+    for f in range(0, 100, 10):
+        rows.append((f, "a", f / 10, 0.0))
+        if f != 60:
+            rows.append((f, "b", 0.0, f / 10))
+        if f <= 80:
+            rows.append((f, "c", -f / 10, 1.0))
+        if f >= 50:
+            rows.append((f, "d", 3.0, -f / 10))
+    return pd.DataFrame(rows, columns=["frame", "agent_id", "x", "y"])
+
+
+@pytest.fixture(scope="module")
+def model() -> TrajectoryCVAE:
+    torch.manual_seed(0)
+    return TrajectoryCVAE(pred_len=T_PRED).eval()
+
+
+def test_predicts_only_agents_with_full_history_at_last_frame(model):
+    torch.manual_seed(0)
+    out = predict_futures(model, scene(), num_samples=K)
+    assert list(out.columns) == ["agent_id", "sample", "step", "frame", "x", "y"]
+    assert set(out["agent_id"]) == {"a"}
+    assert len(out) == K * T_PRED
+    assert sorted(out["sample"].unique()) == list(range(K))
+    first = out[out["sample"] == 0]
+    np.testing.assert_array_equal(first["step"], np.arange(1, T_PRED + 1))
+    np.testing.assert_array_equal(first["frame"], 90 + 10 * np.arange(1, T_PRED + 1))
+
+
+def test_at_frame_ignores_rows_after_it(model):
+    df = scene()
+    torch.manual_seed(5)
+    out = predict_futures(model, df, num_samples=K, at_frame=80)
+    assert set(out["agent_id"]) == {"a", "c"}
+    assert out["frame"].min() == 90
+    later = df.assign(x=df["x"].where(df["frame"] <= 80, 1e3))
+    torch.manual_seed(5)
+    pd.testing.assert_frame_equal(predict_futures(model, later, num_samples=K, at_frame=80), out)
+    earlier = df.assign(x=df["x"].where(df["frame"] != 80, 1e3))
+    torch.manual_seed(5)
+    assert not predict_futures(model, earlier, num_samples=K, at_frame=80).equals(out)
+
+
+def test_no_agent_with_enough_history(model):
+    df = scene()
+    with pytest.raises(InputError, match="no agent has 8 consecutive positions ending at frame 30"):
+        predict_futures(model, df, at_frame=30)
+    with pytest.raises(InputError, match="at_frame 35 is not a frame of the table"):
+        predict_futures(model, df, at_frame=35)
+
+
+def test_timestamps_give_future_times(model):
+    df = scene()
+    df["frame"] = df["frame"] / 25.0  # seconds, 0.4 s apart
+    out = predict_futures(model, df, num_samples=2, time_unit="seconds")
+    np.testing.assert_allclose(out[out["sample"] == 0]["frame"], 3.6 + 0.4 * np.arange(1, T_PRED + 1))
+
+
+@pytest.fixture
+def predict_cfg(tmp_path, model):
+    ckpt = tmp_path / "m.ckpt"
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                "pytorch-lightning_version": "2.6.0"}, ckpt)
+    scene().to_csv(tmp_path / "tracks.csv", index=False)
+    return lambda **kw: compose_config("predict", [f"ckpt_path={ckpt}", f"input={tmp_path / 'tracks.csv'}",
+                                                   f"output={tmp_path / 'out.csv'}", "num_samples=3"]
+                                       + [f"{k}={v}" for k, v in kw.items()])
+
+
+def test_predict_writes_csv_parquet_and_plot(predict_cfg, tmp_path):
+    predict(predict_cfg(plot="true"))
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert list(out.columns) == ["agent_id", "sample", "step", "frame", "x", "y"] and len(out) == 3 * T_PRED
+    assert (tmp_path / "out.png").read_bytes()[:4] == b"\x89PNG"
+    predict(predict_cfg(output=tmp_path / "out.parquet"))
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out.parquet")[["agent_id", "step"]],
+                                  out[["agent_id", "step"]])
+
+
+@pytest.mark.parametrize("edit, error, message", [
+    (lambda df: df.rename(columns={"x": "px"}), InputError, r"missing column\(s\) 'x'"),
+    (lambda df: df.assign(x=df["x"].astype(object).where(df.index != 3, "abc")), InputError, "non-numeric value 'abc'"),
+    (lambda df: df.assign(y=df["y"].where(df.index != 5, np.nan)), InputError, "column 'y' has NaN"),
+    (lambda df: df.assign(x=df["x"].where(df.index != 5, np.inf)), InputError, "column 'x' has inf"),
+    (lambda df: pd.concat([df, df.iloc[:1]]), InputError, "duplicate rows for agent a at frame 0"),
+    (lambda df: df.assign(frame=df["frame"].where(df.index != 4, 17)), InputError, "frame 17 of agent .* is off the grid"),
+    (lambda df: df[df["frame"] < 40], InputError, "no agent has 8 consecutive positions"),
+])
+def test_bad_tables_leave_no_output(predict_cfg, tmp_path, edit, error, message):
+    edit(scene()).to_csv(tmp_path / "tracks.csv", index=False)
+    with pytest.raises(error, match=message):
+        predict(predict_cfg(plot="true"))
+    assert not any(tmp_path.glob("out*"))
+
+
+def test_bad_checkpoints_and_paths(predict_cfg, tmp_path):
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        predict(predict_cfg(ckpt_path=tmp_path / "missing.ckpt"))
+    (tmp_path / "corrupt.ckpt").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+        predict(predict_cfg(ckpt_path=tmp_path / "corrupt.ckpt"))
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "hyper_parameters": {"latent_dim": 3},
+                "pytorch-lightning_version": "2.6.0"}, tmp_path / "other.ckpt")
+    with pytest.raises(CheckpointError, match="does not fit TrajectoryCVAE"):
+        predict(predict_cfg(ckpt_path=tmp_path / "other.ckpt"))
+    with pytest.raises(InputError, match="nope.csv: file not found"):
+        predict(predict_cfg(input=tmp_path / "nope.csv"))
+    with pytest.raises(InputError, match=r"output must end in \.csv or \.parquet"):
+        predict(predict_cfg(output=tmp_path / "out.xlsx"))
+    assert not any(tmp_path.glob("out*"))
