@@ -58,3 +58,13 @@ def test_bad_csv_is_one_line_and_writes_nothing(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {tmp_path / 'missing.ckpt'}: checkpoint not found"
     assert "Traceback" not in result.stdout + result.stderr and not (tmp_path / "out.csv").exists()
+
+
+def test_multirun_sweep_writes_one_run_folder_per_value(tmp_path):
+    result = run("train.py", "-m", *TINY, "test=false", "model.latent_dim=4,8", f"hydra.sweep.dir={tmp_path}",
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for job, latent_dim in ((0, 4), (1, 8)):
+        assert f"latent_dim: {latent_dim}" in (tmp_path / str(job) / "config.yaml").read_text()
+        metrics = json.loads((tmp_path / str(job) / "metrics.json").read_text())
+        assert "test" not in metrics and metrics["val"]["val/min_ade_20"] > 0

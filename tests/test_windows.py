@@ -99,3 +99,13 @@ def test_concatenate_keeps_each_windows_neighbours():
     got = both.neighbours[both.neighbour_offsets[n0 + k]:both.neighbour_offsets[n0 + k + 1]]
     want = parts[1].neighbours[parts[1].neighbour_offsets[k]:parts[1].neighbour_offsets[k + 1]]
     np.testing.assert_array_equal(got, want)
+
+
+def test_far_frame_numbers_give_the_same_windows():
+    """Windowing cost depends on the table's duration, not on how large its frame numbers are."""
+    df = random_table(4)
+    near = make_windows(validate_tracks(df, frame_step=10), OBS, PRED)
+    far = make_windows(validate_tracks(df.assign(frame=df["frame"] + 10**12), frame_step=10), OBS, PRED)
+    np.testing.assert_array_equal(near.past, far.past)
+    np.testing.assert_array_equal(near.neighbour_offsets, far.neighbour_offsets)
+    np.testing.assert_array_equal(near.neighbours, far.neighbours)

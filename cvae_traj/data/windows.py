@@ -98,13 +98,19 @@ def make_windows(table: TrackTable, obs_len: int, pred_len: int, stride: int = 1
 
 def _neighbours(table: TrackTable, target: np.ndarray, first_step: np.ndarray, obs_len: int):
     """Ragged neighbour tracks: every other agent present in steps first_step .. first_step + obs_len - 1."""
-    n_steps = int(table.step.max()) + 1
-    by_step = np.argsort(table.step, kind="stable")
-    step_start = np.searchsorted(table.step[by_step], np.arange(n_steps + 1))
+    if len(target) == 0:
+        return np.zeros(1, np.int64), np.zeros((0, obs_len, 2), np.float32)
+    # Steps counted from the table's first one, so index arrays scale with its duration, not its frame numbers.
+    base = int(table.step.min())
+    step = table.step - base
+    first_step = first_step - base
+    n_steps = int(step.max()) + 1
+    by_step = np.argsort(step, kind="stable")
+    step_start = np.searchsorted(step[by_step], np.arange(n_steps + 1))
     per_step = np.diff(step_start)
     width = int(per_step.max(initial=0))
     # Rows are sorted by (agent, step), so these keys are sorted and searchsorted finds any (agent, step).
-    keys = table.agent * n_steps + table.step
+    keys = table.agent * n_steps + step
 
     counts, chunks = [], []
     for lo in range(0, len(target), _CHUNK):
@@ -127,7 +133,5 @@ def _neighbours(table: TrackTable, target: np.ndarray, first_step: np.ndarray, o
         hit = keys[found] == nb_keys
         pos = np.where(hit[..., None], table.xy[found], np.nan)
         chunks.append(pos.astype(np.float32))
-    counts = np.concatenate(counts) if counts else np.zeros(0, np.int64)
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    neighbours = np.concatenate(chunks) if chunks else np.zeros((0, obs_len, 2), np.float32)
-    return offsets, neighbours
+    offsets = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
+    return offsets, np.concatenate(chunks)
