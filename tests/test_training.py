@@ -76,6 +76,7 @@ def test_checkpoint_round_trip_gives_identical_samples(synthetic_run):
     torch.testing.assert_close(a, c, rtol=0, atol=0)
 
 
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`:UserWarning")
 def test_free_bits_floor_changes_the_loss_not_the_logged_kl():
     L.seed_everything(0)
     batch = TrajectoryBatch.from_past(torch.randn(8, 8, 2).cumsum(1), torch.randn(8, 12, 2).cumsum(1))
