@@ -9,11 +9,16 @@ from __future__ import annotations
 import lightning as L
 import torch
 from torch import Tensor
+from torch.distributions import Distribution
 
 from cvae_traj.batch import TrajectoryBatch
 from cvae_traj.metrics import constant_velocity, min_ade, min_fde
-from cvae_traj.models import HistoryEncoder, IntegratedGaussian, PriorNet, RecognitionNet, TrajectoryDecoder
+from cvae_traj.models import (GRUTrajectoryDecoder, HistoryEncoder, PriorNet, RecognitionNet, SocialEncoder,
+                              TrajectoryDecoder)
 from cvae_traj.objectives import elbo_terms
+
+# How p(y | x, z) is built: all steps at once, or step by step.
+DECODERS = {"mlp": TrajectoryDecoder, "gru": GRUTrajectoryDecoder}
 
 
 class TrajectoryCVAE(L.LightningModule):
@@ -21,6 +26,8 @@ class TrajectoryCVAE(L.LightningModule):
 
     Args:
         obs_len, pred_len, dt: observed and predicted steps, and the seconds between steps.
+        social: condition on the neighbours through attention (SocialEncoder), not on the history alone.
+        decoder: "mlp" (all steps at once) or "gru" (autoregressive, so each sampled future is coherent).
         beta: weight of the KL term once annealing is over.
         kl_anneal_steps: optimiser steps over which the KL weight rises linearly from 0 to beta (0: none).
         free_bits: floor, in nats per latent dimension (batch mean), below which the KL is not penalised.
@@ -34,6 +41,8 @@ class TrajectoryCVAE(L.LightningModule):
         dt: float = 0.4,
         hidden_dim: int = 64,
         latent_dim: int = 16,
+        social: bool = False,
+        decoder: str = "mlp",
         beta: float = 1.0,
         kl_anneal_steps: int = 0,
         free_bits: float = 0.0,
@@ -44,11 +53,16 @@ class TrajectoryCVAE(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {sorted(DECODERS)}, got {decoder!r}")
         self.history_encoder = HistoryEncoder(hidden_dim)
         context_dim = self.history_encoder.out_dim
+        self.social_encoder = SocialEncoder(obs_len, hidden_dim, hidden_dim) if social else None
+        if social:
+            context_dim += self.social_encoder.out_dim
         self.prior_net = PriorNet(context_dim, latent_dim, hidden_dim)
         self.recognition_net = RecognitionNet(context_dim, latent_dim, hidden_dim)
-        self.generation_net = TrajectoryDecoder(context_dim, latent_dim, pred_len, hidden_dim)
+        self.generation_net = DECODERS[decoder](context_dim, latent_dim, pred_len, hidden_dim)
 
     def forward(self, batch: TrajectoryBatch | Tensor, num_samples: int = 20) -> Tensor:
         return self.sample(batch, num_samples=num_samples)
@@ -58,7 +72,11 @@ class TrajectoryCVAE(L.LightningModule):
         if batch.past.shape[1] != self.hparams.obs_len:
             raise ValueError(f"this model observes {self.hparams.obs_len} steps, got past of shape "
                              f"{tuple(batch.past.shape)}")
-        return self.history_encoder(batch.past)  # (B, C)
+        history = self.history_encoder(batch.past)  # (B, H)
+        if self.social_encoder is None:
+            return history
+        social = self.social_encoder(history, batch.past, batch.neighbours, batch.neighbour_mask)  # (B, H)
+        return torch.cat([history, social], dim=-1)  # (B, C)
 
     def elbo_terms(self, batch: TrajectoryBatch) -> dict[str, Tensor]:
         """Unweighted ELBO terms per agent: reconstruction NLL (B,) and KL per latent dimension (B, D)."""
@@ -115,7 +133,7 @@ class TrajectoryCVAE(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.hparams.lr_decay)
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
-    def _decode(self, context: Tensor, z: Tensor, origin: Tensor) -> IntegratedGaussian:
+    def _decode(self, context: Tensor, z: Tensor, origin: Tensor) -> Distribution:
         """p(y | x, z) for z with leading sample dimensions: z (..., B, D) -> event (T_pred, 2)."""
         shape = z.shape[:-1]
         return self.generation_net(context.expand(*shape, -1), z, origin.expand(*shape, -1))

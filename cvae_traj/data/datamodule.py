@@ -13,6 +13,7 @@ import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
 from cvae_traj.batch import TrajectoryBatch
+from cvae_traj.data.augment import rotate_and_flip
 from cvae_traj.data.tracks import TrackTable
 from cvae_traj.data.windows import Windows, make_windows
 from cvae_traj.errors import InputError
@@ -42,7 +43,10 @@ def collate_batch(batch: TrajectoryBatch) -> TrajectoryBatch:
 
 
 class TrackDataModule(L.LightningDataModule):
-    """Windows of `obs_len` observed and `pred_len` future steps, `dt` seconds apart, from track tables."""
+    """Windows of `obs_len` observed and `pred_len` future steps, `dt` seconds apart, from track tables.
+
+    augment_rotate / augment_flip turn and mirror each training scene at random (see data/augment.py).
+    """
 
     def __init__(
         self,
@@ -53,12 +57,15 @@ class TrackDataModule(L.LightningDataModule):
         batch_size: int = 64,
         eval_batch_size: int = 512,
         num_workers: int = 0,
+        augment_rotate: bool = False,
+        augment_flip: bool = False,
     ) -> None:
         super().__init__()
         if obs_len < 2 or pred_len < 1:
             raise InputError(f"obs_len must be >= 2 and pred_len >= 1, got {obs_len} and {pred_len}")
         self.obs_len, self.pred_len, self.dt, self.stride = obs_len, pred_len, dt, stride
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
+        self.augment_rotate, self.augment_flip = augment_rotate, augment_flip
         self._windows: dict[str, Windows] = {}
 
     @abstractmethod
@@ -86,6 +93,12 @@ class TrackDataModule(L.LightningDataModule):
             self.windows("val")
         if stage in ("test",):
             self.windows("test")
+
+    def on_after_batch_transfer(self, batch: TrajectoryBatch, dataloader_idx: int) -> TrajectoryBatch:
+        """Augment training batches only; validation and test see the data as recorded."""
+        if self.trainer is not None and self.trainer.training and (self.augment_rotate or self.augment_flip):
+            return rotate_and_flip(batch, rotate=self.augment_rotate, flip=self.augment_flip)
+        return batch
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, shuffle=True)

@@ -57,3 +57,88 @@ class TrajectoryDecoder(nn.Module):
         out = self.net(torch.cat([context, z], dim=-1)).unflatten(-1, (self.pred_len, 4))
         loc, raw_scale = out[..., :2], out[..., 2:]
         return IntegratedGaussian(origin, loc, F.softplus(raw_scale) + self.min_scale)
+
+
+class AutoregressiveGaussian(Distribution):
+    """p(y|x,z) = prod_t N(d_t; loc_t(d_<t), scale_t(d_<t)) over displacements d_t, integrated from `origin`.
+
+    Each step sees the displacement drawn before it, so a sampled future stays coherent; log_prob runs the
+    same recursion on the true displacements (teacher forcing) and is the exact log-likelihood.
+    """
+
+    arg_constraints: dict = {}
+    support = constraints.real
+    has_rsample = False
+
+    def __init__(self, decoder: GRUTrajectoryDecoder, state: Tensor, origin: Tensor) -> None:
+        self.decoder, self.state, self.origin = decoder, state, origin  # state (..., H), origin (..., 2)
+        super().__init__(batch_shape=origin.shape[:-1], event_shape=(decoder.pred_len, 2), validate_args=False)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        steps = torch.diff(torch.cat([self.origin.unsqueeze(-2), value], dim=-2), dim=-2)  # (..., T, 2)
+        prev = torch.cat([torch.zeros_like(steps[..., :1, :]), steps[..., :-1, :]], dim=-2)
+        loc, scale = self.decoder.unroll(self.state, prev)
+        return Normal(loc, scale).log_prob(steps).sum(dim=(-1, -2))
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
+        if sample_shape != torch.Size():
+            raise ValueError("draw several futures through several z; sample_shape must be empty")
+        with torch.no_grad():
+            return self.origin.unsqueeze(-2) + self.decoder.rollout(self.state, noise=True).cumsum(dim=-2)
+
+    @property
+    def mean(self) -> Tensor:
+        """The noise-free rollout: each step's mean displacement fed to the next."""
+        return self.origin.unsqueeze(-2) + self.decoder.rollout(self.state, noise=False).cumsum(dim=-2)
+
+    @property
+    def mode(self) -> Tensor:
+        return self.mean
+
+
+class GRUTrajectoryDecoder(nn.Module):
+    """An autoregressive GRU over displacements, started from (x, z), returning AutoregressiveGaussian."""
+
+    def __init__(self, context_dim: int, latent_dim: int, pred_len: int, hidden_dim: int = 64,
+                 min_scale: float = 0.01) -> None:
+        super().__init__()
+        self.pred_len, self.min_scale = pred_len, min_scale
+        self.init_state = nn.Linear(context_dim + latent_dim, hidden_dim)
+        self.cell = nn.GRUCell(2 + context_dim + latent_dim, hidden_dim)
+        self.head = mlp(hidden_dim, hidden_dim, 4)
+        self.hidden_dim = hidden_dim
+
+    def forward(self, context: Tensor, z: Tensor, origin: Tensor) -> AutoregressiveGaussian:
+        xz = torch.cat([context, z], dim=-1)  # (..., C + D)
+        return AutoregressiveGaussian(self, xz, origin)
+
+    def _step(self, h: Tensor, prev: Tensor, xz: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        h = self.cell(torch.cat([prev, xz], dim=-1), h)
+        out = self.head(h)
+        return h, out[:, :2], F.softplus(out[:, 2:]) + self.min_scale
+
+    def unroll(self, xz: Tensor, prev: Tensor) -> tuple[Tensor, Tensor]:
+        """Teacher forcing: per-step (loc, scale) given the previous true displacements prev (..., T, 2)."""
+        lead = xz.shape[:-1]
+        flat_xz, flat_prev = xz.reshape(-1, xz.shape[-1]), prev.reshape(-1, self.pred_len, 2)
+        h = torch.tanh(self.init_state(flat_xz))
+        locs, scales = [], []
+        for t in range(self.pred_len):
+            h, loc, scale = self._step(h, flat_prev[:, t], flat_xz)
+            locs.append(loc)
+            scales.append(scale)
+        return (torch.stack(locs, 1).reshape(*lead, self.pred_len, 2),
+                torch.stack(scales, 1).reshape(*lead, self.pred_len, 2))
+
+    def rollout(self, xz: Tensor, noise: bool) -> Tensor:
+        """Displacements (..., T, 2), each step fed its predecessor (a draw, or the mean when noise=False)."""
+        lead = xz.shape[:-1]
+        flat_xz = xz.reshape(-1, xz.shape[-1])
+        h = torch.tanh(self.init_state(flat_xz))
+        prev = flat_xz.new_zeros(flat_xz.shape[0], 2)
+        steps = []
+        for _ in range(self.pred_len):
+            h, loc, scale = self._step(h, prev, flat_xz)
+            prev = loc + scale * torch.randn_like(loc) if noise else loc
+            steps.append(prev)
+        return torch.stack(steps, 1).reshape(*lead, self.pred_len, 2)

@@ -1,0 +1,45 @@
+"""Social context: attention from the target agent over the neighbours present in its observed frames."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from cvae_traj.models.latent import mlp
+
+
+def neighbour_features(past: Tensor, neighbours: Tensor, mask: Tensor) -> Tensor:
+    """Per neighbour and observed step: position relative to the target's last position, position relative
+    to the target at that step, backward-difference velocity, and whether it was observed.
+
+    past (B, T, 2), neighbours (B, N, T, 2), mask (B, N, T) -> (B, N, T * 7); unobserved entries are zero.
+    """
+    m = mask.unsqueeze(-1).to(past.dtype)  # (B, N, T, 1)
+    rel_now = (neighbours - past[:, None, -1:]) * m  # (B, N, T, 2)
+    rel_same_step = (neighbours - past[:, None]) * m  # (B, N, T, 2)
+    both = m[:, :, 1:] * m[:, :, :-1]
+    vel = torch.cat([torch.zeros_like(neighbours[:, :, :1]), (neighbours[:, :, 1:] - neighbours[:, :, :-1]) * both], 2)
+    return torch.cat([rel_now, rel_same_step, vel, m], dim=-1).flatten(2)  # (B, N, T * 7)
+
+
+class SocialEncoder(nn.Module):
+    """Masked multi-head attention: the target's history embedding queries its neighbours' embeddings.
+
+    A learned "nobody" token is always attendable, so agents without neighbours get a well-defined context.
+    """
+
+    def __init__(self, obs_len: int, query_dim: int, hidden_dim: int = 64, num_heads: int = 4) -> None:
+        super().__init__()
+        self.embed = mlp(obs_len * 7, hidden_dim, hidden_dim)
+        self.query = nn.Linear(query_dim, hidden_dim)
+        self.nobody = nn.Parameter(torch.zeros(1, 1, hidden_dim))
+        self.attention = nn.MultiheadAttention(hidden_dim, num_heads, batch_first=True)
+        self.out_dim = hidden_dim
+
+    def forward(self, history: Tensor, past: Tensor, neighbours: Tensor, mask: Tensor) -> Tensor:
+        """history (B, H) -> social context (B, hidden_dim)."""
+        b = past.shape[0]
+        keys = torch.cat([self.nobody.expand(b, 1, -1), self.embed(neighbour_features(past, neighbours, mask))], 1)
+        absent = torch.cat([mask.new_zeros(b, 1), ~mask.any(dim=-1)], dim=1)  # (B, 1 + N): padding slots
+        out, _ = self.attention(self.query(history).unsqueeze(1), keys, keys, key_padding_mask=absent,
+                                need_weights=False)
+        return out.squeeze(1)  # (B, hidden_dim)

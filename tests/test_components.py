@@ -1,0 +1,109 @@
+"""Social attention, the autoregressive decoder and augmentation: properties a real bug would break."""
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch.distributions import Independent, Normal
+
+from cvae_traj import SyntheticDataModule, TrajectoryBatch, TrajectoryCVAE
+from cvae_traj.data.augment import rotate_and_flip
+from cvae_traj.models import GRUTrajectoryDecoder
+
+
+def scene_batch(b=4, n=3, seed=0) -> TrajectoryBatch:
+    g = torch.Generator().manual_seed(seed)
+    past = torch.randn(b, 8, 2, generator=g).cumsum(1)
+    mask = torch.rand(b, n, 8, generator=g) > 0.3
+    neighbours = torch.randn(b, n, 8, 2, generator=g).cumsum(2) * mask.unsqueeze(-1)
+    return TrajectoryBatch(past, torch.randn(b, 12, 2, generator=g).cumsum(1), neighbours, mask)
+
+
+def context(model, batch):
+    with torch.no_grad():
+        return model.encode(batch)
+
+
+def test_social_context_uses_neighbours_but_not_padding_or_their_order():
+    torch.manual_seed(0)
+    model = TrajectoryCVAE(social=True).eval()
+    batch = scene_batch()
+    base = context(model, batch)
+    moved = TrajectoryBatch(batch.past, batch.future, batch.neighbours + batch.neighbour_mask.unsqueeze(-1) * 1.5,
+                            batch.neighbour_mask)
+    assert (context(model, moved) - base).abs().amax(-1).min() > 1e-4
+    perm = torch.tensor([2, 0, 1])
+    shuffled = TrajectoryBatch(batch.past, batch.future, batch.neighbours[:, perm], batch.neighbour_mask[:, perm])
+    torch.testing.assert_close(context(model, shuffled), base, atol=1e-5, rtol=1e-5)
+    # An extra, never-observed neighbour slot (batch padding) changes nothing, whatever it holds.
+    padded = TrajectoryBatch(batch.past, batch.future,
+                             torch.cat([batch.neighbours, torch.full((4, 1, 8, 2), 0.0)], 1),
+                             torch.cat([batch.neighbour_mask, torch.zeros(4, 1, 8, dtype=torch.bool)], 1))
+    torch.testing.assert_close(context(model, padded), base, atol=1e-5, rtol=1e-5)
+    alone = TrajectoryBatch.from_past(batch.past, batch.future)
+    assert torch.isfinite(context(model, alone)).all()
+
+
+def test_autoregressive_density_integrates_to_one():
+    """E_{y~g}[p(y) / g(y)] = 1 for a broad proposal g: log_prob is a normalised density."""
+    torch.manual_seed(0)
+    decoder = GRUTrajectoryDecoder(context_dim=3, latent_dim=2, pred_len=2, hidden_dim=8, min_scale=0.3)
+    n = 400_000
+    dist = decoder(torch.randn(1, 3).expand(n, 3), torch.randn(1, 2).expand(n, 2), torch.zeros(n, 2))
+    proposal = Independent(Normal(torch.zeros(2, 2), 3.0), 2)
+    y = proposal.sample((n,))
+    with torch.no_grad():
+        ratio = (dist.log_prob(y) - proposal.log_prob(y)).exp().mean()
+    assert ratio.item() == pytest.approx(1.0, abs=0.03)
+
+
+def test_autoregressive_sample_and_log_prob_share_one_recursion():
+    """Teacher-forcing a sampled future through the decoder recovers exactly the noise that drew it."""
+    torch.manual_seed(1)
+    decoder = GRUTrajectoryDecoder(context_dim=3, latent_dim=2, pred_len=12, hidden_dim=16)
+    dist = decoder(torch.randn(64, 3), torch.randn(64, 2), torch.randn(64, 2))
+    torch.manual_seed(7)
+    y = dist.sample()
+    torch.manual_seed(7)
+    noise = torch.stack([torch.randn(64, 2) for _ in range(12)], dim=1)
+    steps = torch.diff(torch.cat([dist.origin.unsqueeze(1), y], 1), dim=1)
+    prev = torch.cat([torch.zeros(64, 1, 2), steps[:, :-1]], 1)
+    with torch.no_grad():
+        loc, scale = decoder.unroll(dist.state, prev)
+    torch.testing.assert_close((steps - loc) / scale, noise, atol=1e-4, rtol=1e-4)
+    assert dist.mean.shape == y.shape == (64, 12, 2)
+
+
+def test_rotate_and_flip_is_rigid_about_the_last_observed_position():
+    batch = scene_batch(b=64)
+    out = rotate_and_flip(batch, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out.past[:, -1], batch.past[:, -1])
+
+    def points(b):
+        return torch.cat([b.past, b.future], 1)
+
+    before, after = points(batch), points(out)
+    torch.testing.assert_close(torch.cdist(after, after), torch.cdist(before, before), atol=1e-4, rtol=1e-4)
+    m = batch.neighbour_mask
+    d_before = (batch.neighbours - batch.past[:, None, -1:]).norm(dim=-1)[m]
+    d_after = (out.neighbours - out.past[:, None, -1:]).norm(dim=-1)[m]
+    torch.testing.assert_close(d_after, d_before, atol=1e-4, rtol=1e-4)
+    assert (out.neighbours[~m] == 0).all()
+
+    def turn_sign(b):  # orientation of the past's turns: mirroring reverses it, rotation keeps it
+        v = torch.diff(b.past, dim=1)
+        return torch.sign(v[:, :-1, 0] * v[:, 1:, 1] - v[:, :-1, 1] * v[:, 1:, 0])
+
+    flipped = (turn_sign(out) != turn_sign(batch)).all(dim=1)
+    kept = (turn_sign(out) == turn_sign(batch)).all(dim=1)
+    assert (flipped | kept).all() and 10 < flipped.sum() < 54
+    only_rotated = rotate_and_flip(batch, flip=False, generator=torch.Generator().manual_seed(0))
+    assert (turn_sign(only_rotated) == turn_sign(batch)).all()
+
+
+def test_datamodule_augments_training_batches_only():
+    dm = SyntheticDataModule(num_train_agents=20, augment_rotate=True, augment_flip=True)
+    batch = dm.windows("train").batch(range(8))
+    dm.trainer = SimpleNamespace(training=False)
+    assert dm.on_after_batch_transfer(batch, 0) is batch
+    dm.trainer = SimpleNamespace(training=True)
+    assert not torch.allclose(dm.on_after_batch_transfer(batch, 0).future, batch.future)
