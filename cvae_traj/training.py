@@ -47,7 +47,9 @@ def train(cfg: DictConfig) -> dict:
         "seed": cfg.seed,
     }
     if cfg.get("test", True):
+        start = time.perf_counter()
         metrics["test"] = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0]
+        metrics["test_seconds"] = round(time.perf_counter() - start, 2)
         metrics["windows"]["test"] = len(datamodule.windows("test"))
     if trainer.is_global_zero:
         write_json(metrics, output_dir / "metrics.json")

@@ -54,16 +54,12 @@ class Windows:
         n_max = int(count.max(initial=0))
         slot = np.arange(n_max)
         present = slot[None, :] < count[:, None]  # (B, N)
-        # A NaN sentinel row after the last neighbour stands in for the padding slots.
-        sentinel = len(self.neighbours)
-        src = np.where(present, start[:, None] + slot[None, :], sentinel)
-        padded = np.concatenate([self.neighbours, np.full((1,) + self.neighbours.shape[1:], np.nan, np.float32)])
-        neigh = padded[src]  # (B, N, T_obs, 2)
-        mask = ~np.isnan(neigh[..., 0])  # (B, N, T_obs)
+        neigh = self.neighbours[np.where(present, start[:, None] + slot[None, :], 0)]  # (B, N, T_obs, 2)
+        mask = ~np.isnan(neigh[..., 0]) & present[..., None]  # (B, N, T_obs)
         return TrajectoryBatch(
             past=torch.from_numpy(self.past[idx]),
             future=torch.from_numpy(self.future[idx]),
-            neighbours=torch.from_numpy(np.nan_to_num(neigh, nan=0.0)),
+            neighbours=torch.from_numpy(np.where(mask[..., None], neigh, np.float32(0.0))),
             neighbour_mask=torch.from_numpy(mask),
         )
 
