@@ -43,6 +43,25 @@ class TrajectoryBatch:
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
         return replace(self, **{k: v.to(device) for k, v in moved.items() if v is not None})
 
+    def transformed(self, m: Tensor, pivot: Tensor, keep_pivot: bool = True) -> TrajectoryBatch:
+        """Every position p mapped to (p - pivot) @ m, plus pivot again if keep_pivot; padding stays zero.
+
+        m (B, 2, 2) acts on row vectors; pivot (B, 2).
+        """
+        b = len(self)
+
+        def move(p: Tensor) -> Tensor:  # (B, ..., 2)
+            shape = (b,) + (1,) * (p.dim() - 2) + (2,)
+            out = ((p - pivot.view(shape)).reshape(b, -1, 2) @ m).reshape(p.shape)
+            return out + pivot.view(shape) if keep_pivot else out
+
+        return replace(
+            self,
+            past=move(self.past),
+            future=None if self.future is None else move(self.future),
+            neighbours=move(self.neighbours) * self.neighbour_mask.unsqueeze(-1).to(self.neighbours.dtype),
+        )
+
     @classmethod
     def from_past(cls, past: Tensor, future: Tensor | None = None) -> TrajectoryBatch:
         """A batch of agents without neighbours, for callers that only have the agents' own tracks."""

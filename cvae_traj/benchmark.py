@@ -6,9 +6,10 @@ the same windows.
 """
 from __future__ import annotations
 
+import json
 import logging
 import platform
-import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -27,37 +28,62 @@ from cvae_traj.training import train
 log = logging.getLogger(__name__)
 
 METRICS = ("min_ade_20", "min_fde_20", "cv_ade", "cv_fde")
+# What a shipped checkpoint keeps: enough for TrajectoryCVAE.load_from_checkpoint, nothing to resume training.
+SHIPPED_KEYS = ("state_dict", "hyper_parameters", "pytorch-lightning_version", "epoch", "global_step")
 
 
 def run_benchmark(cfg: DictConfig) -> dict:
-    """Train and test each variant on each scene and seed; write results as JSON and Markdown."""
-    runs_dir, out_dir = Path(cfg.runs_dir), Path(cfg.output_dir)
+    """Train and test each (variant, scene, seed) not yet recorded, then tabulate every recorded run.
+
+    Each finished run leaves a small JSON record in `<output_dir>/runs/`, committed with the results, so the
+    benchmark can be continued across sessions; `fresh=true` retrains runs that already have a record.
+    """
+    out_dir = Path(cfg.output_dir)
+    for variant in cfg.variants:
+        for scene in cfg.scenes:
+            for seed in cfg.seeds:
+                record = run_record_path(out_dir, variant, scene, seed)
+                if record.is_file() and not cfg.fresh:
+                    log.info("kept %s / %s / seed %d from %s", variant, scene, seed, record)
+                    continue
+                run_dir = Path(cfg.runs_dir) / variant / scene / f"seed{seed}"
+                overrides = [*cfg.train_overrides, *cfg.ablations[variant], f"data.scene={scene}", f"seed={seed}",
+                             f"paths.output_dir={run_dir}", f"paths.data_dir={cfg.data_dir}"]
+                log.info("training %s / %s / seed %d", variant, scene, seed)
+                metrics = train(compose(config_name="train", overrides=overrides))
+                if variant == cfg.speed_variant and seed == cfg.seeds[0] and cfg.checkpoints_dir:
+                    ship_checkpoint(run_dir / metrics["best_checkpoint"], Path(cfg.checkpoints_dir) / f"{scene}.ckpt")
+                write_json({"variant": variant, "scene": scene, "seed": seed, "commit": git_commit(),
+                            "hardware": hardware(), "overrides": overrides, **metrics}, record)
+    results = collect(cfg)
+    if cfg.speed_variant in cfg.variants and cfg.checkpoints_dir and (Path(cfg.checkpoints_dir) / "univ.ckpt").is_file():
+        results["sampling"] = sampling_speed(Path(cfg.checkpoints_dir) / "univ.ckpt", Path(cfg.data_dir) / "eth_ucy",
+                                             "univ", cfg.speed_repeats)
+    write_json(results, out_dir / "eth_ucy.json")
+    with atomic_path(out_dir / "eth_ucy.md") as tmp:
+        tmp.write_text(markdown_table(results))
+    return results
+
+
+def run_record_path(out_dir: Path, variant: str, scene: str, seed: int) -> Path:
+    return out_dir / "runs" / variant / scene / f"seed{seed}.json"
+
+
+def collect(cfg: DictConfig) -> dict:
+    """The table's content from the recorded runs of the configured variants, scenes and seeds."""
     results = {"variants": {}, "hardware": hardware(), "command": cfg.command, "seeds": list(cfg.seeds),
                "protocol": "PROTOCOL.md: 8 observed / 12 predicted steps, stride-1 windows, best-of-20 from the "
                            "prior path, selection on validation, test read once"}
     for variant in cfg.variants:
         rows = {}
         for scene in cfg.scenes:
-            runs = []
-            for seed in cfg.seeds:
-                run_dir = runs_dir / variant / scene / f"seed{seed}"
-                overrides = [*cfg.train_overrides, *cfg.ablations[variant], f"data.scene={scene}", f"seed={seed}",
-                             f"paths.output_dir={run_dir}", f"paths.data_dir={cfg.data_dir}"]
-                log.info("training %s / %s / seed %d", variant, scene, seed)
-                metrics = train(compose(config_name="train", overrides=overrides))
-                runs.append({"seed": seed, "run_dir": str(run_dir), **metrics})
-            rows[scene] = summarise_scene(runs)
+            records = [run_record_path(Path(cfg.output_dir), variant, scene, seed) for seed in cfg.seeds]
+            runs = [json.loads(r.read_text()) for r in records if r.is_file()]
+            if runs:
+                rows[scene] = summarise_scene(runs)
+        complete = len(rows) == len(cfg.scenes) and all(len(r["runs"]) == len(cfg.seeds) for r in rows.values())
         results["variants"][variant] = {"overrides": list(cfg.ablations[variant]), "scenes": rows,
-                                        "average": scene_average(rows)}
-    if cfg.speed_variant in results["variants"] and "univ" in cfg.scenes:
-        univ = results["variants"][cfg.speed_variant]["scenes"]["univ"]
-        results["sampling"] = sampling_speed(Path(univ["runs"][0]["run_dir"]) / "checkpoints" / "best.ckpt",
-                                             Path(cfg.data_dir) / "eth_ucy", cfg.speed_repeats)
-    if cfg.checkpoints_dir and cfg.speed_variant in results["variants"]:
-        ship_checkpoints(results["variants"][cfg.speed_variant]["scenes"], Path(cfg.checkpoints_dir))
-    write_json(results, out_dir / "eth_ucy.json")
-    with atomic_path(out_dir / "eth_ucy.md") as tmp:
-        tmp.write_text(markdown_table(results))
+                                        "complete": complete, "average": scene_average(rows) if complete else None}
     return results
 
 
@@ -82,11 +108,11 @@ def scene_average(rows: dict) -> dict:
     return average
 
 
-def sampling_speed(ckpt: Path, root: Path, repeats: int = 1) -> dict:
-    """Milliseconds per agent for 20 futures through predict_futures, at every frame of the UNIV test set."""
+def sampling_speed(ckpt: Path, root: Path, scene: str = "univ", repeats: int = 1) -> dict:
+    """Milliseconds per agent for 20 futures through predict_futures, at every frame of a scene's test set."""
     model = load_model(ckpt)
     tables = [validate_tracks(read_raw_eth_ucy(root / f"all_data/{r}.txt"), source=r, frame_step=10)
-              for r in SCENES["univ"]]
+              for r in SCENES[scene]]
     best, agents = float("inf"), 0
     for _ in range(repeats):
         start, agents = time.perf_counter(), 0
@@ -98,17 +124,26 @@ def sampling_speed(ckpt: Path, root: Path, repeats: int = 1) -> dict:
                     continue
                 agents += futures["agent_id"].nunique()
         best = min(best, time.perf_counter() - start)
-    return {"ms_per_agent": 1000 * best / agents, "agents": agents, "seconds": best,
+    return {"ms_per_agent": 1000 * best / agents, "agents": agents, "seconds": best, "scene": scene,
             "threads": torch.get_num_threads(), "checkpoint": str(ckpt)}
 
 
-def ship_checkpoints(rows: dict, dest: Path) -> None:
-    """Copy each scene's seed-0 best checkpoint to dest/<scene>.ckpt (the pretrained models)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for scene, row in rows.items():
-        source = Path(row["runs"][0]["run_dir"]) / "checkpoints" / "best.ckpt"
-        with atomic_path(dest / f"{scene}.ckpt") as tmp:
-            shutil.copyfile(source, tmp)
+def ship_checkpoint(source: Path, dest: Path) -> None:
+    """A pretrained model for the repository: weights and hyper-parameters, no optimiser state."""
+    full = torch.load(source, weights_only=True)
+    with atomic_path(dest) as tmp:
+        torch.save({key: full[key] for key in SHIPPED_KEYS}, tmp)
+
+
+def git_commit() -> str | None:
+    """The commit the code ran at, with a + when the work tree had uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+" if dirty else "")
 
 
 def hardware() -> dict:
@@ -122,19 +157,26 @@ def markdown_table(results: dict) -> str:
              f"Command: `{results['command']}`  ", f"Seeds: {results['seeds']}  ",
              f"Hardware: {results['hardware']['cpu']}, {results['hardware']['torch_threads']} torch threads, "
              f"torch {results['hardware']['torch']}  ", f"Protocol: {results['protocol']}", "",
-             "minADE_20 / minFDE_20 in metres (mean ± std over seeds); constant velocity on the same windows.", "",
-             "| variant | scene | windows | minADE_20 | minFDE_20 | CV ADE | CV FDE | params | train s | test s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "minADE_20 / minFDE_20 in metres (mean ± std over the seeds run); constant velocity (CV) on the same "
+             "windows. Train and test times are wall seconds per run.", "",
+             "| variant | scene | windows | seeds | minADE_20 | minFDE_20 | CV ADE | CV FDE | params | train s | test s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    commits = set()
     for variant, v in results["variants"].items():
         for scene, row in v["scenes"].items():
-            lines.append(f"| {variant} | {scene} | {row['windows']} | {_pm(row['min_ade_20'])} | "
+            commits.update(str(r.get("commit")) for r in row["runs"])
+            lines.append(f"| {variant} | {scene} | {row['windows']} | {len(row['runs'])} | {_pm(row['min_ade_20'])} | "
                          f"{_pm(row['min_fde_20'])} | {row['cv_ade']['mean']:.3f} | {row['cv_fde']['mean']:.3f} | "
                          f"{row['trainable_parameters']} | {row['train_seconds']:.0f} | {row['test_seconds']:.1f} |")
         a = v["average"]
-        lines.append(f"| **{variant}** | **average** | | **{_pm(a['min_ade_20'])}** | **{_pm(a['min_fde_20'])}** | "
-                     f"{a['cv_ade']['mean']:.3f} | {a['cv_fde']['mean']:.3f} | | | |")
+        if a is None:
+            lines.append(f"| **{variant}** | **average** | | | incomplete | incomplete | | | | | |")
+        else:
+            lines.append(f"| **{variant}** | **average** | | {len(results['seeds'])} | **{_pm(a['min_ade_20'])}** | "
+                         f"**{_pm(a['min_fde_20'])}** | {a['cv_ade']['mean']:.3f} | {a['cv_fde']['mean']:.3f} | | | |")
     lines += ["", "Variants (overrides on top of the benchmark's training config):", ""]
     lines += [f"- `{name}`: {' '.join(v['overrides']) or '(none)'}" for name, v in results["variants"].items()]
+    lines += ["", f"Code commits of the runs: {', '.join(sorted(commits)) or 'none'}"]
     if "sampling" in results:
         s = results["sampling"]
         lines += ["", f"Sampling speed: {s['ms_per_agent']:.3f} ms per agent for 20 futures with neighbours, through "

@@ -15,6 +15,7 @@ from cvae_traj.batch import TrajectoryBatch
 from cvae_traj.metrics import constant_velocity, min_ade, min_fde
 from cvae_traj.models import (GRUTrajectoryDecoder, HistoryEncoder, PriorNet, RecognitionNet, SocialEncoder,
                               TrajectoryDecoder)
+from cvae_traj.models.frame import heading_rotation, to_world
 from cvae_traj.objectives import elbo_terms
 
 # How p(y | x, z) is built: all steps at once, or step by step.
@@ -28,6 +29,8 @@ class TrajectoryCVAE(L.LightningModule):
         obs_len, pred_len, dt: observed and predicted steps, and the seconds between steps.
         social: condition on the neighbours through attention (SocialEncoder), not on the history alone.
         decoder: "mlp" (all steps at once) or "gru" (autoregressive, so each sampled future is coherent).
+        heading_frame: forecast in each agent's own frame (x along its observed heading), so the map's
+            orientation does not matter; log-likelihoods are the same in either frame (a rigid motion).
         beta: weight of the KL term once annealing is over.
         kl_anneal_steps: optimiser steps over which the KL weight rises linearly from 0 to beta (0: none).
         free_bits: floor, in nats per latent dimension (batch mean), below which the KL is not penalised.
@@ -43,6 +46,7 @@ class TrajectoryCVAE(L.LightningModule):
         latent_dim: int = 16,
         social: bool = False,
         decoder: str = "mlp",
+        heading_frame: bool = False,
         beta: float = 1.0,
         kl_anneal_steps: int = 0,
         free_bits: float = 0.0,
@@ -80,6 +84,7 @@ class TrajectoryCVAE(L.LightningModule):
 
     def elbo_terms(self, batch: TrajectoryBatch) -> dict[str, Tensor]:
         """Unweighted ELBO terms per agent: reconstruction NLL (B,) and KL per latent dimension (B, D)."""
+        batch, _ = self._agent_frame(batch)
         context = self.encode(batch)
         rec_nll, kl_per_dim = elbo_terms(
             prior=self.prior_net(context),
@@ -98,11 +103,13 @@ class TrajectoryCVAE(L.LightningModule):
         """
         if isinstance(batch, Tensor):
             batch = TrajectoryBatch.from_past(batch)
+        origin = batch.past[:, -1]  # (B, 2)
+        batch, m = self._agent_frame(batch)
         context = self.encode(batch)
         z = self.prior_net(context).sample((num_samples,))  # (K, B, D)
         likelihood = self._decode(context, z, batch.past[:, -1])
-        futures = likelihood.sample() if decoder_noise else likelihood.mean  # (K, B, T_pred, 2)
-        return futures.transpose(0, 1)  # (B, K, T_pred, 2)
+        futures = (likelihood.sample() if decoder_noise else likelihood.mean).transpose(0, 1)  # (B, K, T_pred, 2)
+        return futures if m is None else to_world(futures, m, origin)
 
     def kl_weight(self) -> float:
         """beta, ramped up linearly over the first kl_anneal_steps optimiser steps."""
@@ -132,6 +139,13 @@ class TrajectoryCVAE(L.LightningModule):
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.hparams.lr_decay)
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def _agent_frame(self, batch: TrajectoryBatch) -> tuple[TrajectoryBatch, Tensor | None]:
+        """The batch in each agent's own frame and the rotation used, or the batch as is without heading_frame."""
+        if not self.hparams.heading_frame:
+            return batch, None
+        m = heading_rotation(batch.past)
+        return batch.transformed(m, batch.past[:, -1], keep_pivot=False), m
 
     def _decode(self, context: Tensor, z: Tensor, origin: Tensor) -> Distribution:
         """p(y | x, z) for z with leading sample dimensions: z (..., B, D) -> event (T_pred, 2)."""

@@ -7,8 +7,6 @@ depend on the map's axes. The pivot is the target's last observed position, an o
 from __future__ import annotations
 
 import math
-from dataclasses import replace
-
 import torch
 
 from cvae_traj.batch import TrajectoryBatch
@@ -25,16 +23,4 @@ def rotate_and_flip(batch: TrajectoryBatch, rotate: bool = True, flip: bool = Tr
     sign = 1.0 - 2.0 * mirror.to(dtype)  # -1 mirrors x before turning
     # Row-vector convention: p' = p @ M, M = diag(sign, 1) @ R(angle)^T.
     m = torch.stack([torch.stack([sign * cos, sign * sin], -1), torch.stack([-sin, cos], -1)], -2)  # (B, 2, 2)
-    pivot = batch.past[:, -1:]  # (B, 1, 2)
-
-    def turn(p: torch.Tensor) -> torch.Tensor:  # (B, ..., 2)
-        flat = (p - pivot.view(b, *([1] * (p.dim() - 2)), 2)).reshape(b, -1, 2)
-        return (flat @ m).reshape(p.shape) + pivot.view(b, *([1] * (p.dim() - 2)), 2)
-
-    mask = batch.neighbour_mask.unsqueeze(-1).to(dtype)
-    return replace(
-        batch,
-        past=turn(batch.past),
-        future=None if batch.future is None else turn(batch.future),
-        neighbours=turn(batch.neighbours) * mask,  # padding stays zero
-    )
+    return batch.transformed(m, pivot=batch.past[:, -1])

@@ -1,0 +1,20 @@
+"""ETH/UCY five-fold benchmark: python benchmarks/eth_ucy.py [scenes=[...]] [seeds=[...]] [variants=[...]]"""
+import shlex
+import sys
+
+import hydra
+from omegaconf import DictConfig, open_dict
+
+from cvae_traj.benchmark import markdown_table, run_benchmark
+from cvae_traj.cli import run_or_exit
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="benchmark")
+def main(cfg: DictConfig) -> None:
+    with open_dict(cfg):
+        cfg.command = shlex.join(["python", "benchmarks/eth_ucy.py", *sys.argv[1:]])
+    print(markdown_table(run_or_exit(lambda: run_benchmark(cfg))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""The benchmark pipeline on one fold and a few batches: protocol facts, table, shipped checkpoint, timing."""
+import json
+
+import pandas as pd
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from cvae_traj import TrajectoryCVAE, predict_futures
+from cvae_traj.benchmark import run_benchmark, sampling_speed
+from cvae_traj.data import load_tracks
+from conftest import ROOT
+
+FEW_BATCHES = ["trainer.max_epochs=2", "+trainer.limit_train_batches=3", "+trainer.limit_val_batches=2"]
+
+
+def test_benchmark_smoke_on_one_fold(tmp_path, eth_ucy_root, monkeypatch):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="benchmark", overrides=[
+            "scenes=[zara1]", "seeds=[0]", "variants=[full,no_social]", f"data_dir={eth_ucy_root.parent}",
+            f"runs_dir={tmp_path / 'runs'}", f"output_dir={tmp_path / 'results'}",
+            f"checkpoints_dir={tmp_path / 'ckpt'}", "command=smoke",
+            f"train_overrides=[experiment=eth_ucy,logger=csv,trainer.accelerator=cpu,"
+            f"trainer.enable_progress_bar=false,{','.join(FEW_BATCHES)}]",
+        ])
+        results = run_benchmark(cfg)
+        # A second call continues from the records: nothing is trained again and the table is the same.
+        monkeypatch.setattr("cvae_traj.benchmark.train", lambda cfg: pytest.fail("retrained a recorded run"))
+        assert run_benchmark(cfg)["variants"] == results["variants"]
+
+    row = results["variants"]["full"]["scenes"]["zara1"]
+    assert row["windows"] == 2356  # PROTOCOL.md's ZARA1 test count
+    run = row["runs"][0]
+    assert run["windows"]["test"] == 2356
+    # The checkpoint was chosen on validation: the epoch it comes from has the best logged validation score.
+    logged = pd.read_csv(tmp_path / "runs/full/zara1/seed0/logs/metrics.csv").dropna(subset=["val/min_ade_20"])
+    assert len(logged) == 2 and run["best_checkpoint"] == "checkpoints/best.ckpt"
+    ckpt_epoch = torch.load(tmp_path / "ckpt" / "zara1.ckpt", weights_only=True)["epoch"]
+    val_by_epoch = logged.set_index("epoch")["val/min_ade_20"]
+    assert val_by_epoch[ckpt_epoch] == val_by_epoch.min()
+    # The same windows give the same constant-velocity numbers in every variant.
+    other = results["variants"]["no_social"]["scenes"]["zara1"]
+    assert other["cv_ade"]["mean"] == row["cv_ade"]["mean"] > 0
+    assert row["trainable_parameters"] > other["trainable_parameters"]
+
+    table = (tmp_path / "results" / "eth_ucy.md").read_text()
+    assert "| full | zara1 | 2356 | 1 |" in table and "CV ADE" in table and "Seeds: [0]" in table
+    assert json.loads((tmp_path / "results" / "eth_ucy.json").read_text())["variants"]["full"]["complete"]
+    record = json.loads((tmp_path / "results" / "runs" / "full" / "zara1" / "seed0.json").read_text())
+    assert record["test"]["test/min_ade_20"] == row["min_ade_20"]["mean"] and record["commit"]
+
+    shipped = TrajectoryCVAE.load_from_checkpoint(tmp_path / "ckpt" / "zara1.ckpt")
+    assert shipped.hparams.social and "optimizer_states" not in torch.load(tmp_path / "ckpt" / "zara1.ckpt",
+                                                                             weights_only=True)
+    tracks = load_tracks(eth_ucy_root / "all_data" / "crowds_zara01.txt", frame_step=10)
+    futures = predict_futures(shipped, tracks, num_samples=20, at_frame=tracks.frames(200))
+    assert futures["agent_id"].nunique() > 1 and futures["sample"].nunique() == 20
+
+
+def test_sampling_speed_counts_agents_at_every_frame(tmp_path, eth_ucy_root):
+    model = TrajectoryCVAE(social=True)
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                "pytorch-lightning_version": "2.6.0"}, tmp_path / "m.ckpt")
+    speed = sampling_speed(tmp_path / "m.ckpt", eth_ucy_root, scene="eth")
+    # Every window has a full 8-step history at its last observed frame; a few more agents do without a future.
+    assert speed["agents"] >= 364 and speed["ms_per_agent"] > 0
+
