@@ -6,6 +6,7 @@ the same windows.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import platform
@@ -39,22 +40,21 @@ def run_benchmark(cfg: DictConfig) -> dict:
     benchmark can be continued across sessions; `fresh=true` retrains runs that already have a record.
     """
     out_dir = Path(cfg.output_dir)
-    for variant in cfg.variants:
-        for scene in cfg.scenes:
-            for seed in cfg.seeds:
-                record = run_record_path(out_dir, variant, scene, seed)
-                if record.is_file() and not cfg.fresh:
-                    log.info("kept %s / %s / seed %d from %s", variant, scene, seed, record)
-                    continue
-                run_dir = Path(cfg.runs_dir) / variant / scene / f"seed{seed}"
-                overrides = [*cfg.train_overrides, *cfg.ablations[variant], f"data.scene={scene}", f"seed={seed}",
-                             f"paths.output_dir={run_dir}", f"paths.data_dir={cfg.data_dir}"]
-                log.info("training %s / %s / seed %d", variant, scene, seed)
-                metrics = train(compose(config_name="train", overrides=overrides))
-                if variant == cfg.speed_variant and seed == cfg.seeds[0] and cfg.checkpoints_dir:
-                    ship_checkpoint(run_dir / metrics["best_checkpoint"], Path(cfg.checkpoints_dir) / f"{scene}.ckpt")
-                write_json({"variant": variant, "scene": scene, "seed": seed, "commit": git_commit(),
-                            "hardware": hardware(), "overrides": overrides, **metrics}, record)
+    # Seed-major order: every scene of the first seed finishes (and ships its model) before the next seed.
+    for variant, seed, scene in itertools.product(cfg.variants, cfg.seeds, cfg.scenes):
+        record = run_record_path(out_dir, variant, scene, seed)
+        if record.is_file() and not cfg.fresh:
+            log.info("kept %s / %s / seed %d from %s", variant, scene, seed, record)
+            continue
+        run_dir = Path(cfg.runs_dir) / variant / scene / f"seed{seed}"
+        overrides = [*cfg.train_overrides, *cfg.ablations[variant], f"data.scene={scene}", f"seed={seed}",
+                     f"paths.output_dir={run_dir}", f"paths.data_dir={cfg.data_dir}"]
+        log.info("training %s / %s / seed %d", variant, scene, seed)
+        metrics = train(compose(config_name="train", overrides=overrides))
+        if variant == cfg.speed_variant and seed == cfg.seeds[0] and cfg.checkpoints_dir:
+            ship_checkpoint(run_dir / metrics["best_checkpoint"], Path(cfg.checkpoints_dir) / f"{scene}.ckpt")
+        write_json({"variant": variant, "scene": scene, "seed": seed, "commit": git_commit(),
+                    "hardware": hardware(), "overrides": overrides, **metrics}, record)
     results = collect(cfg)
     if cfg.speed_variant in cfg.variants and cfg.checkpoints_dir and (Path(cfg.checkpoints_dir) / "univ.ckpt").is_file():
         results["sampling"] = sampling_speed(Path(cfg.checkpoints_dir) / "univ.ckpt", Path(cfg.data_dir) / "eth_ucy",
