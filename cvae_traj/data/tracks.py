@@ -52,7 +52,11 @@ class TrackTable:
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a track table by its extension: .parquet, .tsv/.txt (whitespace-separated) or CSV (anything else)."""
+    """Read a track table by its extension: .parquet, .tsv/.txt (whitespace-separated) or CSV (anything else).
+
+    A whitespace file whose first line is all numbers has no header: its columns are frame, agent_id, x, y
+    (the layout of the ETH/UCY benchmark files).
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
@@ -61,7 +65,11 @@ def read_table(path: str | Path) -> pd.DataFrame:
     try:
         if kind == "Parquet":
             return pd.read_parquet(path)
-        return pd.read_csv(path, sep=r"\s+" if suffix in (".tsv", ".txt") else ",")
+        if suffix in (".tsv", ".txt"):
+            headerless = _first_line_is_numeric(path)
+            return pd.read_csv(path, sep=r"\s+", header=None if headerless else "infer",
+                               names=list(COLUMNS) if headerless else None)
+        return pd.read_csv(path)
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as err:
@@ -69,12 +77,19 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise InputError(f"{path}: cannot be read as a {kind} table ({first_line})") from None
 
 
+def _first_line_is_numeric(path: Path) -> bool:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        tokens = f.readline().split()
+    try:
+        [float(t) for t in tokens]
+    except ValueError:
+        return False
+    return bool(tokens)
+
+
 def read_raw_eth_ucy(path: str | Path) -> pd.DataFrame:
     """Read one ETH/UCY benchmark file: whitespace-separated `frame agent_id x y`, no header."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    return pd.read_csv(path, sep=r"\s+", header=None, names=list(COLUMNS), engine="c")
+    return read_table(path)
 
 
 def validate_tracks(
