@@ -1,8 +1,10 @@
 """The conditional ELBO as unweighted terms; weights (beta, free bits) are applied by the training system."""
 from __future__ import annotations
 
+import math
 from typing import Callable
 
+import torch
 from torch import Tensor
 from torch.distributions import Distribution, Independent, kl_divergence
 
@@ -22,3 +24,20 @@ def elbo_terms(
     rec_nll = -decode(z).log_prob(y)  # (B,)
     kl_per_dim = kl_divergence(posterior.base_dist, prior.base_dist)  # (B, D)
     return rec_nll, kl_per_dim
+
+
+def importance_weighted_bound(
+    prior: Independent,
+    posterior: Independent,
+    decode: Callable[[Tensor], Distribution],
+    y: Tensor,
+    num_samples: int,
+) -> Tensor:
+    """log (1/S) sum_s p(z_s|x) p(y|x,z_s) / q(z_s|x,y) with z_s ~ q: a bound on log p(y|x), shape (B,).
+
+    It equals the ELBO in expectation at S = 1, never decreases in expectation as S grows, and tends to
+    log p(y|x) (Burda et al., 2016). `decode` must accept z with a leading sample dimension (S, B, D).
+    """
+    z = posterior.sample((num_samples,))  # (S, B, D)
+    log_weights = prior.log_prob(z) + decode(z).log_prob(y.expand(num_samples, *y.shape)) - posterior.log_prob(z)
+    return torch.logsumexp(log_weights, dim=0) - math.log(num_samples)  # (B,)

@@ -5,7 +5,7 @@ from torch.distributions import Independent, MultivariateNormal, Normal
 
 from cvae_traj import TrajectoryBatch, TrajectoryCVAE
 from cvae_traj.models import IntegratedGaussian
-from cvae_traj.objectives import elbo_terms
+from cvae_traj.objectives import elbo_terms, importance_weighted_bound
 
 
 def test_closed_form_kl_matches_monte_carlo():
@@ -95,3 +95,26 @@ def test_kl_weight_anneals_linearly(anneal, step, expected, monkeypatch):
     model = TrajectoryCVAE(beta=2.0, kl_anneal_steps=anneal)
     monkeypatch.setattr(TrajectoryCVAE, "global_step", property(lambda self: step))
     assert model.kl_weight() == pytest.approx(expected)
+
+
+def test_importance_weighted_bound_sits_between_elbo_and_log_likelihood_and_converges():
+    marginal, posterior, decode, d_z = linear_gaussian()
+    torch.manual_seed(0)
+    y = marginal.sample((3,))
+    exact = marginal.log_prob(y)
+    true_post = posterior(y)
+    # A deliberately poor proposal, so the bounds are visibly apart.
+    q = Independent(Normal(true_post.mean + 0.5, true_post.stddev * 1.5), 1)
+    prior = Independent(Normal(torch.zeros(3, d_z), 1.0), 1)
+    elbo = exact - torch.distributions.kl_divergence(q, true_post)  # exact ELBO of q (see above)
+    def expected_bound(s):
+        reps = max(50, 100_000 // s)  # average many independent estimates to see the expected bound
+        rep = lambda d: Independent(Normal(d.mean.repeat(reps, 1), d.stddev.repeat(reps, 1)), 1)  # noqa: E731
+        return importance_weighted_bound(rep(prior), rep(q), decode, y.repeat(reps, 1), s).view(reps, 3).mean(0)
+
+    bounds = {s: expected_bound(s) for s in (1, 10, 100, 1000)}
+    torch.testing.assert_close(bounds[1], elbo, atol=0.05, rtol=0)
+    for small, large in ((1, 10), (10, 100), (100, 1000)):
+        assert (bounds[small] < bounds[large] + 1e-3).all()
+    assert (bounds[1000] <= exact + 1e-3).all()
+    torch.testing.assert_close(bounds[1000], exact, atol=0.02, rtol=0)
