@@ -16,7 +16,7 @@ from cvae_traj.metrics import constant_velocity, min_ade, min_fde
 from cvae_traj.models import (GRUTrajectoryDecoder, HistoryEncoder, PriorNet, RecognitionNet, SocialEncoder,
                               TrajectoryDecoder)
 from cvae_traj.models.frame import heading_rotation, to_world
-from cvae_traj.objectives import elbo_terms
+from cvae_traj.objectives import elbo_terms, importance_weighted_bound
 
 # How p(y | x, z) is built: all steps at once, or step by step.
 DECODERS = {"mlp": TrajectoryDecoder, "gru": GRUTrajectoryDecoder}
@@ -35,6 +35,7 @@ class TrajectoryCVAE(L.LightningModule):
         kl_anneal_steps: optimiser steps over which the KL weight rises linearly from 0 to beta (0: none).
         free_bits: floor, in nats per latent dimension (batch mean), below which the KL is not penalised.
         num_eval_samples: K of the best-of-K metrics logged at validation and test.
+        num_eval_importance: importance samples of the NLL bound logged at validation and test (0: skip).
     """
 
     def __init__(
@@ -54,6 +55,7 @@ class TrajectoryCVAE(L.LightningModule):
         lr_decay: float = 1.0,
         weight_decay: float = 0.0,
         num_eval_samples: int = 20,
+        num_eval_importance: int = 10,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -111,6 +113,31 @@ class TrajectoryCVAE(L.LightningModule):
         futures = (likelihood.sample() if decoder_noise else likelihood.mean).transpose(0, 1)  # (B, K, T_pred, 2)
         return futures if m is None else to_world(futures, m, origin)
 
+    @torch.no_grad()
+    def importance_nll(self, batch: TrajectoryBatch, num_samples: int = 100) -> Tensor:
+        """-log p(y|x) bounded with S importance samples from q(z|x,y), nats per agent: (B,). Tighter than -ELBO."""
+        batch, _ = self._agent_frame(batch)
+        context = self.encode(batch)
+        bound = importance_weighted_bound(
+            prior=self.prior_net(context),
+            posterior=self.recognition_net(context, batch.past, batch.future),
+            decode=lambda z: self._decode(context, z, batch.past[:, -1]),
+            y=batch.future,
+            num_samples=num_samples,
+        )
+        return -bound
+
+    @torch.no_grad()
+    def most_likely(self, batch: TrajectoryBatch | Tensor) -> Tensor:
+        """One future per agent: z at the prior mean, then the decoder's mean: (B, T_pred, 2)."""
+        if isinstance(batch, Tensor):
+            batch = TrajectoryBatch.from_past(batch)
+        origin = batch.past[:, -1]
+        batch, m = self._agent_frame(batch)
+        context = self.encode(batch)
+        future = self.generation_net(context, self.prior_net(context).mean, batch.past[:, -1]).mean  # (B, T, 2)
+        return future if m is None else to_world(future, m, origin)
+
     def kl_weight(self) -> float:
         """beta, ramped up linearly over the first kl_anneal_steps optimiser steps."""
         steps = self.hparams.kl_anneal_steps
@@ -156,12 +183,19 @@ class TrajectoryCVAE(L.LightningModule):
         k = self.hparams.num_eval_samples
         samples = self.sample(batch, num_samples=k)
         cv = constant_velocity(batch.past, self.hparams.pred_len).unsqueeze(1)
+        likely = self.most_likely(batch).unsqueeze(1)
         terms = self.elbo_terms(batch)
-        self.log_dict({
+        metrics = {
             f"{split}/min_ade_{k}": min_ade(samples, batch.future).mean(),
             f"{split}/min_fde_{k}": min_fde(samples, batch.future).mean(),
+            f"{split}/ml_ade": min_ade(likely, batch.future).mean(),
+            f"{split}/ml_fde": min_fde(likely, batch.future).mean(),
             f"{split}/cv_ade": min_ade(cv, batch.future).mean(),
             f"{split}/cv_fde": min_fde(cv, batch.future).mean(),
             f"{split}/nelbo": (terms["rec_nll"] + terms["kl_per_dim"].sum(-1)).mean(),
-        }, batch_size=len(batch), prog_bar=split == "val")
+        }
+        s = self.hparams.num_eval_importance
+        if s:
+            metrics[f"{split}/nll_iwae_{s}"] = self.importance_nll(batch, s).mean()
+        self.log_dict(metrics, batch_size=len(batch), prog_bar=split == "val")
 

@@ -92,3 +92,17 @@ def test_free_bits_floor_changes_the_loss_not_the_logged_kl():
         rec = terms["rec_nll"].mean()
     assert losses[0.0] == pytest.approx((rec + kl.sum()).item(), rel=1e-5)
     assert losses[50.0] == pytest.approx((rec + 50.0 * 4).item(), rel=1e-5)
+
+
+def test_likelihood_metrics_are_ordered_and_consistent(synthetic_run):
+    from cvae_traj.evaluation import evaluate_likelihood
+
+    model, datamodule, _ = synthetic_run
+    m = evaluate_likelihood(model, datamodule, "val", num_importance=50, kde_samples=300)
+    assert m["windows"] == len(datamodule.windows("val"))
+    # IWAE is a tighter bound than the ELBO: a smaller NLL, but by a bounded amount.
+    assert m["nll_iwae"] < m["nll_elbo"] < m["nll_iwae"] + 10
+    assert m["nll_iwae_per_step"] == pytest.approx(m["nll_iwae"] / 12)
+    # Best of 20 can only be as good as or better than the single most likely future.
+    assert m["min_ade_20"] < m["ml_ade"] and m["min_fde_20"] < m["ml_fde"]
+    assert np.isfinite(m["kde_nll"])
