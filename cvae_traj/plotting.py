@@ -49,3 +49,16 @@ def save_figure(fig: plt.Figure, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
+
+
+def plot_kl_per_dim(kl_per_dim, activity, threshold: float) -> plt.Figure:
+    """A bar per latent dimension: its KL (nats), with the inactive ones (Burda et al.) greyed out."""
+    kl = np.asarray(kl_per_dim)
+    active = np.asarray(activity) > threshold
+    fig, ax = plt.subplots(figsize=(max(4, 0.4 * len(kl)), 3))
+    ax.bar(np.arange(len(kl)), kl, color=np.where(active, "tab:blue", "lightgrey"))
+    ax.set_xlabel("latent dimension")
+    ax.set_ylabel("KL(q || p) [nats]")
+    ax.set_title(f"{int(active.sum())} of {len(kl)} units active")
+    fig.tight_layout()
+    return fig

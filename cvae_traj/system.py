@@ -6,17 +6,22 @@ Batches are `cvae_traj.batch.TrajectoryBatch`es; any DataLoader that yields them
 """
 from __future__ import annotations
 
+import logging
+
 import lightning as L
 import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
 from cvae_traj.batch import TrajectoryBatch
+from cvae_traj.diagnostics import COLLAPSE_NATS, latent_diagnostics
 from cvae_traj.metrics import constant_velocity, min_ade, min_fde
 from cvae_traj.models import (GRUTrajectoryDecoder, HistoryEncoder, PriorNet, RecognitionNet, SocialEncoder,
                               TrajectoryDecoder)
 from cvae_traj.models.frame import heading_rotation, to_world
 from cvae_traj.objectives import elbo_terms, importance_weighted_bound
+
+log = logging.getLogger(__name__)
 
 # How p(y | x, z) is built: all steps at once, or step by step.
 DECODERS = {"mlp": TrajectoryDecoder, "gru": GRUTrajectoryDecoder}
@@ -128,6 +133,13 @@ class TrajectoryCVAE(L.LightningModule):
         return -bound
 
     @torch.no_grad()
+    def posterior_mean(self, batch: TrajectoryBatch) -> Tensor:
+        """E_q[z | x, y] per agent: (B, D)."""
+        batch, _ = self._agent_frame(batch)
+        context = self.encode(batch)
+        return self.recognition_net(context, batch.past, batch.future).mean
+
+    @torch.no_grad()
     def most_likely(self, batch: TrajectoryBatch | Tensor) -> Tensor:
         """One future per agent: z at the prior mean, then the decoder's mean: (B, T_pred, 2)."""
         if isinstance(batch, Tensor):
@@ -159,6 +171,23 @@ class TrajectoryCVAE(L.LightningModule):
     def validation_step(self, batch: TrajectoryBatch, batch_idx: int) -> None:
         self._evaluate(batch, "val")
 
+    def on_validation_epoch_start(self) -> None:
+        self._latent_stats: list[tuple[Tensor, Tensor]] = []
+
+    def on_validation_epoch_end(self) -> None:
+        """KL per latent dimension and active units over the validation windows, with a collapse warning."""
+        if not self._latent_stats:
+            return
+        stats = latent_diagnostics(torch.cat([m for m, _ in self._latent_stats]),
+                                   torch.cat([kl for _, kl in self._latent_stats]))
+        self.latent_stats = stats  # the last validation's, for plots and reports
+        self.log("val/active_units", float(stats["active_units"]))
+        self.log_dict({f"val/kl_dim/{i}": v for i, v in enumerate(stats["kl_per_dim"].tolist())})
+        if self.kl_weight() >= self.hparams.beta and stats["collapsed"] and not self.trainer.sanity_checking:
+            log.warning("posterior collapse: the KL is below %.2f nats in every latent dimension, so z carries no "
+                        "information about the future; set model.free_bits (e.g. 0.1) or a longer "
+                        "model.kl_anneal_steps", COLLAPSE_NATS)
+
     def test_step(self, batch: TrajectoryBatch, batch_idx: int) -> None:
         self._evaluate(batch, "test")
 
@@ -185,6 +214,8 @@ class TrajectoryCVAE(L.LightningModule):
         cv = constant_velocity(batch.past, self.hparams.pred_len).unsqueeze(1)
         likely = self.most_likely(batch).unsqueeze(1)
         terms = self.elbo_terms(batch)
+        if split == "val" and hasattr(self, "_latent_stats"):
+            self._latent_stats.append((self.posterior_mean(batch), terms["kl_per_dim"]))
         metrics = {
             f"{split}/min_ade_{k}": min_ade(samples, batch.future).mean(),
             f"{split}/min_fde_{k}": min_fde(samples, batch.future).mean(),

@@ -9,7 +9,9 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from cvae_traj.diagnostics import ACTIVE_UNIT_THRESHOLD
 from cvae_traj.io import atomic_path, write_json
+from cvae_traj.plotting import plot_kl_per_dim, save_figure
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,10 @@ def train(cfg: DictConfig) -> dict:
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     # Report validation at the selected checkpoint, not at the last epoch.
     val = trainer.validate(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0]
+    if trainer.is_global_zero and getattr(model, "latent_stats", None):
+        stats = model.latent_stats
+        save_figure(plot_kl_per_dim(stats["kl_per_dim"], stats["activity"], ACTIVE_UNIT_THRESHOLD),
+                    output_dir / "kl_per_dim.png")
     metrics = {
         "val": val,
         "best_checkpoint": str(Path(best).relative_to(output_dir)) if best else None,

@@ -27,6 +27,7 @@ def test_train_then_predict_end_to_end(tmp_path):
     assert metrics["windows"] == {"train": 300, "val": 100, "test": 100}
     assert {"test/min_ade_20", "test/min_fde_20", "test/cv_ade"} <= set(metrics["test"])
     assert "hidden_dim: 64" in (run_dir / "config.yaml").read_text()
+    assert (run_dir / "kl_per_dim.png").read_bytes()[:4] == b"\x89PNG"
 
     tracks = junction_tracks(20, seed=9).drop(columns="branch")
     tracks.to_csv(tmp_path / "tracks.csv", index=False)

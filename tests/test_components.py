@@ -134,3 +134,28 @@ def test_heading_frame_makes_forecasts_turn_with_the_scene(social):
     plain.load_state_dict(model.state_dict())
     torch.manual_seed(3)
     assert not torch.allclose(plain.sample(turned, num_samples=6), turned_samples, atol=1e-2)
+
+
+def test_latent_diagnostics_count_active_units_and_detect_collapse():
+    from cvae_traj.diagnostics import latent_diagnostics
+
+    torch.manual_seed(0)
+    means = torch.randn(500, 4) * torch.tensor([1.0, 0.5, 0.01, 0.0])  # two units vary with x, two do not
+    kl = torch.tensor([2.0, 0.8, 0.001, 0.0]).expand(500, 4)
+    stats = latent_diagnostics(means, kl)
+    assert stats["active_units"] == 2 and not stats["collapsed"]
+    torch.testing.assert_close(stats["kl_per_dim"], kl[0])
+    assert latent_diagnostics(means * 0, kl * 0.001)["collapsed"]
+
+
+def test_collapse_warning_names_the_remedy(caplog):
+    import logging
+
+    model = TrajectoryCVAE(latent_dim=3)
+    model._latent_stats = [(torch.zeros(10, 3), torch.zeros(10, 3))]
+    model.log = model.log_dict = lambda *a, **k: None  # no trainer to log to in this unit test
+    model._trainer = SimpleNamespace(sanity_checking=False, global_step=0)
+    with caplog.at_level(logging.WARNING):
+        model.on_validation_epoch_end()
+    assert "posterior collapse" in caplog.text and "free_bits" in caplog.text and "kl_anneal_steps" in caplog.text
+    assert model.latent_stats["active_units"] == 0
