@@ -1,7 +1,8 @@
 """Likelihood metrics for any split of any datamodule: what best-of-K error cannot show.
 
 All are means over the split's windows: ELBO and the importance-weighted bound (IWAE) in nats per agent
-and per step, KDE NLL as Trajectron++ defines it, most-likely ADE/FDE, and best-of-K ADE/FDE.
+and per step, KDE NLL as Trajectron++ defines it, most-likely ADE/FDE, best-of-K ADE/FDE, and the
+calibration of the sampled final positions.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 
 from cvae_traj.data.datamodule import Split, TrackDataModule
-from cvae_traj.metrics import kde_nll, min_ade, min_fde
+from cvae_traj.metrics import hdr_coverage, kde_nll, min_ade, min_fde
 from cvae_traj.system import TrajectoryCVAE
 
 log = logging.getLogger(__name__)
@@ -25,10 +26,16 @@ def evaluate_likelihood(
     num_importance: int = 100,
     kde_samples: int = 2000,
     num_samples: int = 20,
+    calibration_samples: int = 200,
+    calibration_levels: tuple[float, ...] = (0.5, 0.9),
     batch_size: int = 256,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Mean metrics over a split; `kde_samples=0` skips KDE NLL, the costliest one."""
+    """Mean metrics over a split; `kde_samples=0` skips KDE NLL, the costliest one.
+
+    coverage_<level> is how often the true final position lies in the model's highest-density region
+    holding that fraction of its samples (a calibrated model: coverage_50 = 0.5, coverage_90 = 0.9).
+    """
     model.eval()
     torch.manual_seed(seed)
     windows = datamodule.windows(split)
@@ -50,6 +57,11 @@ def evaluate_likelihood(
         }
         if kde_samples:
             values["kde_nll"] = kde_nll(model.sample(batch, num_samples=kde_samples), batch.future)
+        if calibration_samples:
+            finals = model.sample(batch, num_samples=calibration_samples)[:, :, -1]  # (B, K, 2)
+            inside = hdr_coverage(finals, batch.future[:, -1], calibration_levels)  # (B, L)
+            values.update({f"coverage_{round(100 * a)}": inside[:, i].float()
+                           for i, a in enumerate(calibration_levels)})
         for name, value in values.items():
             sums[name] = sums.get(name, 0.0) + value.sum().item()
     metrics = {name: total / len(windows) for name, total in sums.items()}

@@ -1,6 +1,8 @@
 """Displacement metrics and the constant-velocity baseline, as pure functions of tensors."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -27,20 +29,39 @@ def constant_velocity(past: Tensor, pred_len: int) -> Tensor:
     return past[:, -1:] + steps[None, :, None] * velocity[:, None]
 
 
+def _kde_log_density(points: Tensor, query: Tensor) -> Tensor:
+    """Log density at `query` (..., Q, 2) of a Gaussian KDE with Scott's bandwidth on `points` (..., K, 2).
+
+    As scipy.stats.gaussian_kde: kernel covariance = unbiased sample covariance * K^(-1/3) in 2-D.
+    """
+    k = points.shape[-2]
+    centred = points - points.mean(dim=-2, keepdim=True)
+    kernel_cov = centred.transpose(-1, -2) @ centred / (k - 1) * k ** (-1.0 / 3.0)  # (..., 2, 2)
+    kernel = torch.distributions.MultivariateNormal(torch.zeros(2, dtype=points.dtype, device=points.device),
+                                                    covariance_matrix=kernel_cov[..., None, None, :, :])
+    log_kernels = kernel.log_prob(query.unsqueeze(-2) - points.unsqueeze(-3))  # (..., Q, K)
+    return torch.logsumexp(log_kernels, dim=-1) - math.log(k)
+
+
 def kde_nll(samples: Tensor, future: Tensor, clip: float = -20.0) -> Tensor:
     """KDE NLL as Trajectron++ defines it, per agent: (B, K, T, 2), (B, T, 2) -> (B,).
 
-    For each agent and step, a Gaussian KDE with Scott's bandwidth (scipy.stats.gaussian_kde's default:
-    kernel covariance = sample covariance * K^(-1/3) in 2-D) is fitted to the K sampled positions; the
+    For each agent and step, a Gaussian KDE (Scott's bandwidth) is fitted to the K sampled positions; the
     log density of the true position is clipped below at `clip`, negated and averaged over steps.
     """
-    k = samples.shape[1]
     points = samples.transpose(1, 2).double()  # (B, T, K, 2)
-    centred = points - points.mean(dim=2, keepdim=True)
-    cov = centred.transpose(-1, -2) @ centred / (k - 1)  # (B, T, 2, 2), unbiased as in scipy
-    kernel_cov = cov * k ** (-1.0 / 3.0)
-    kernel = torch.distributions.MultivariateNormal(torch.zeros(2, dtype=points.dtype, device=points.device),
-                                                    covariance_matrix=kernel_cov.unsqueeze(2))
-    log_kernels = kernel.log_prob(future.double().unsqueeze(2) - points)  # (B, T, K)
-    log_density = torch.logsumexp(log_kernels, dim=-1) - torch.log(torch.tensor(float(k), dtype=points.dtype))
+    log_density = _kde_log_density(points, future.double().unsqueeze(-2)).squeeze(-1)  # (B, T)
     return (-log_density.clamp(min=clip)).mean(dim=-1).to(samples.dtype)
+
+
+def hdr_coverage(samples: Tensor, target: Tensor, levels: tuple[float, ...] = (0.5, 0.9)) -> Tensor:
+    """Whether each target lies in the sampled distribution's highest-density regions: (B, L) bool.
+
+    samples (B, K, 2) and target (B, 2), e.g. final positions. The level-a region holds the fraction a of
+    the samples with the highest KDE density; a calibrated model covers the truth with frequency a.
+    """
+    points = samples.double()
+    sample_density = _kde_log_density(points, points)  # (B, K)
+    target_density = _kde_log_density(points, target.double().unsqueeze(1)).squeeze(-1)  # (B,)
+    thresholds = torch.quantile(sample_density, 1 - torch.tensor(levels, dtype=points.dtype), dim=-1).T  # (B, L)
+    return target_density.unsqueeze(-1) >= thresholds

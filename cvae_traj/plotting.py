@@ -62,3 +62,19 @@ def plot_kl_per_dim(kl_per_dim, activity, threshold: float) -> plt.Figure:
     ax.set_title(f"{int(active.sum())} of {len(kl)} units active")
     fig.tight_layout()
     return fig
+
+
+def plot_reliability(coverage: dict[float, float]) -> plt.Figure:
+    """Observed coverage of the true final position against each region's nominal level (diagonal = calibrated)."""
+    levels = sorted(coverage)
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="calibrated")
+    ax.plot(levels, [coverage[a] for a in levels], "-o", color="tab:red", label="model")
+    ax.set_xlabel("nominal level of the sample region")
+    ax.set_ylabel("fraction of true final positions inside")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_aspect("equal")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig

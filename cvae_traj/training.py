@@ -22,7 +22,8 @@ def train(cfg: DictConfig) -> dict:
     The run folder (`cfg.paths.output_dir`) receives config.yaml (resolved), checkpoints/best.ckpt and
     metrics.json. The test split is read only after training, and only when `cfg.test` is true.
     """
-    output_dir = Path(cfg.paths.output_dir)
+    # Absolute, as Lightning reports checkpoint paths: the two must compare.
+    output_dir = Path(cfg.paths.output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(output_dir / "config.yaml") as tmp:
         OmegaConf.save(cfg, tmp, resolve=True)

@@ -69,3 +69,19 @@ def test_multirun_sweep_writes_one_run_folder_per_value(tmp_path):
         assert f"latent_dim: {latent_dim}" in (tmp_path / str(job) / "config.yaml").read_text()
         metrics = json.loads((tmp_path / str(job) / "metrics.json").read_text())
         assert "test" not in metrics and metrics["val"]["val/min_ade_20"] > 0
+
+
+def test_train_in_a_relative_run_folder(tiny_train_cfg, tmp_path, monkeypatch):
+    """A relative paths.output_dir (as the benchmark uses) still names the chosen checkpoint relative to it."""
+    from omegaconf import open_dict
+
+    from cvae_traj.training import train
+
+    monkeypatch.chdir(tmp_path)
+    with open_dict(tiny_train_cfg):
+        tiny_train_cfg.paths.output_dir = "runs/one"
+        tiny_train_cfg.test = False
+    metrics = train(tiny_train_cfg)
+    assert metrics["best_checkpoint"] == "checkpoints/best.ckpt"
+    assert (tmp_path / "runs/one" / metrics["best_checkpoint"]).is_file()
+    assert (tmp_path / "runs/one/metrics.json").is_file()

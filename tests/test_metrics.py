@@ -4,7 +4,7 @@ import pytest
 import torch
 from scipy.stats import gaussian_kde
 
-from cvae_traj.metrics import constant_velocity, kde_nll, min_ade, min_fde
+from cvae_traj.metrics import constant_velocity, hdr_coverage, kde_nll, min_ade, min_fde
 
 
 def test_min_ade_and_fde_choose_samples_separately():
@@ -49,3 +49,14 @@ def test_kde_nll_of_gaussian_samples_approaches_the_true_nll():
 def test_kde_nll_clips_far_misses_at_twenty_nats():
     samples = torch.randn(1, 100, 2, 2) * 0.01
     assert kde_nll(samples, torch.full((1, 2, 2), 100.0)).item() == pytest.approx(20.0)
+
+
+def test_hdr_coverage_of_a_calibrated_sampler_matches_its_levels():
+    torch.manual_seed(0)
+    truth = torch.distributions.MultivariateNormal(torch.zeros(2), torch.tensor([[1.0, 0.6], [0.6, 0.8]]))
+    samples = truth.sample((2000, 150))  # (B, K, 2): each agent's samples and its truth share a distribution
+    inside = hdr_coverage(samples, truth.sample((2000,)), levels=(0.1, 0.5, 0.9))
+    np.testing.assert_allclose(inside.float().mean(0).numpy(), [0.1, 0.5, 0.9], atol=0.04)
+    # An overconfident sampler (too narrow) covers the truth far less often than it claims.
+    narrow = hdr_coverage(samples * 0.3, truth.sample((2000,)), levels=(0.5, 0.9)).float().mean(0)
+    assert (narrow < torch.tensor([0.3, 0.6])).all()

@@ -98,7 +98,7 @@ def test_likelihood_metrics_are_ordered_and_consistent(synthetic_run):
     from cvae_traj.evaluation import evaluate_likelihood
 
     model, datamodule, _ = synthetic_run
-    m = evaluate_likelihood(model, datamodule, "val", num_importance=50, kde_samples=300)
+    m = evaluate_likelihood(model, datamodule, "val", num_importance=50, kde_samples=300, calibration_samples=100)
     assert m["windows"] == len(datamodule.windows("val"))
     # IWAE is a tighter bound than the ELBO: a smaller NLL, but by a bounded amount.
     assert m["nll_iwae"] < m["nll_elbo"] < m["nll_iwae"] + 10
@@ -106,3 +106,5 @@ def test_likelihood_metrics_are_ordered_and_consistent(synthetic_run):
     # Best of 20 can only be as good as or better than the single most likely future.
     assert m["min_ade_20"] < m["ml_ade"] and m["min_fde_20"] < m["ml_fde"]
     assert np.isfinite(m["kde_nll"])
+    # The 90% region covers the truth at least as often as the 50% region nested inside it.
+    assert 0 < m["coverage_50"] <= m["coverage_90"] <= 1
