@@ -46,6 +46,9 @@ def run_benchmark(cfg: DictConfig) -> dict:
         if record.is_file() and not cfg.fresh:
             log.info("kept %s / %s / seed %d from %s", variant, scene, seed, record)
             continue
+        if cfg.report_only:
+            log.info("not run yet: %s / %s / seed %d", variant, scene, seed)
+            continue
         run_dir = Path(cfg.runs_dir) / variant / scene / f"seed{seed}"
         overrides = [*cfg.train_overrides, *cfg.ablations[variant], f"data.scene={scene}", f"seed={seed}",
                      f"paths.output_dir={run_dir}", f"paths.data_dir={cfg.data_dir}"]

@@ -27,6 +27,11 @@ def test_benchmark_smoke_on_one_fold(tmp_path, eth_ucy_root, monkeypatch):
         # A second call continues from the records: nothing is trained again and the table is the same.
         monkeypatch.setattr("cvae_traj.benchmark.train", lambda cfg: pytest.fail("retrained a recorded run"))
         assert run_benchmark(cfg)["variants"] == results["variants"]
+        # report_only tabulates what is recorded and trains nothing, even for seeds never run.
+        cfg.seeds, cfg.report_only = [0, 1], True
+        partial = run_benchmark(cfg)["variants"]["full"]
+        assert not partial["complete"] and partial["average"] is None
+        assert "incomplete" in (tmp_path / "results" / "eth_ucy.md").read_text()
 
     row = results["variants"]["full"]["scenes"]["zara1"]
     assert row["windows"] == 2356  # PROTOCOL.md's ZARA1 test count
