@@ -80,9 +80,10 @@ def test_csv_and_parquet_read_the_same(tmp_path):
 
 
 def test_headerless_whitespace_file_is_read_as_frame_agent_x_y(tmp_path):
-    (tmp_path / "raw.txt").write_text("0\t1\t0.5\t1.5\n10\t1\t0.7\t1.6\n")
+    (tmp_path / "raw.txt").write_text("0.0\t1.0\t0.5\t1.5\n10.0\t1.0\t0.7\t1.6\n")
     (tmp_path / "named.txt").write_text("frame agent_id x y\n0 1 0.5 1.5\n10 1 0.7 1.6\n")
     raw, named = load_tracks(tmp_path / "raw.txt"), load_tracks(tmp_path / "named.txt")
+    assert raw.agent_ids.dtype == np.int64 and list(raw.agent_ids) == [1]
     np.testing.assert_allclose(raw.xy, [[0.5, 1.5], [0.7, 1.6]])
     np.testing.assert_allclose(named.xy, raw.xy)
     assert raw.frame_step == 10

@@ -139,6 +139,8 @@ def validate_tracks(
                              f"(agent {agent_col.iloc[i]})")
         values[key] = arr
 
+    if pd.api.types.is_float_dtype(agent_col) and np.isfinite(agent_col).all() and (agent_col % 1 == 0).all():
+        agent_col = agent_col.astype(np.int64)  # ids written as 12.0 are the integer 12
     agent, agent_ids = pd.factorize(agent_col, sort=True)
     agent_ids = np.asarray(agent_ids)
     frame = values["frame"]
