@@ -11,3 +11,7 @@ class InputError(CvaeTrajError, ValueError):
 
 class CheckpointError(CvaeTrajError):
     """A checkpoint that is missing, unreadable or built for something else."""
+
+
+class TrainingDivergedError(CvaeTrajError):
+    """The loss became NaN or infinite: training stops rather than save a broken model."""

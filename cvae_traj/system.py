@@ -15,6 +15,7 @@ from torch.distributions import Distribution
 
 from cvae_traj.batch import TrajectoryBatch
 from cvae_traj.diagnostics import COLLAPSE_NATS, latent_diagnostics
+from cvae_traj.errors import TrainingDivergedError
 from cvae_traj.metrics import constant_velocity, min_ade, min_fde
 from cvae_traj.models import (GRUTrajectoryDecoder, HistoryEncoder, PriorNet, RecognitionNet, SocialEncoder,
                               TrajectoryDecoder)
@@ -164,6 +165,11 @@ class TrajectoryCVAE(L.LightningModule):
         kl_penalised = kl_per_dim.clamp(min=self.hparams.free_bits).sum()
         beta = self.kl_weight()
         loss = rec_nll + beta * kl_penalised
+        if not torch.isfinite(loss):
+            raise TrainingDivergedError(
+                f"loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx}; "
+                f"reconstruction NLL {rec_nll.item():.4g}, KL {kl.item():.4g}); lower model.lr or set "
+                f"trainer.gradient_clip_val")
         self.log_dict({"train/loss": loss, "train/rec_nll": rec_nll, "train/kl": kl, "train/elbo": -(rec_nll + kl),
                        "train/beta": beta}, batch_size=len(batch), prog_bar=False)
         return loss

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from cvae_traj.data import junction_tracks
 from conftest import ROOT
@@ -85,3 +86,22 @@ def test_train_in_a_relative_run_folder(tiny_train_cfg, tmp_path, monkeypatch):
     assert metrics["best_checkpoint"] == "checkpoints/best.ckpt"
     assert (tmp_path / "runs/one" / metrics["best_checkpoint"]).is_file()
     assert (tmp_path / "runs/one/metrics.json").is_file()
+
+
+def test_non_finite_loss_stops_training_naming_the_step(tiny_train_cfg, tmp_path, monkeypatch):
+    from cvae_traj import TrajectoryCVAE
+    from cvae_traj.errors import TrainingDivergedError
+    from cvae_traj.training import train
+
+    real = TrajectoryCVAE.elbo_terms
+
+    def poisoned(self, batch):
+        terms = real(self, batch)
+        if self.training and self.global_step == 3:
+            terms["rec_nll"] = terms["rec_nll"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(TrajectoryCVAE, "elbo_terms", poisoned)
+    with pytest.raises(TrainingDivergedError, match=r"loss is nan at step 3 \(epoch 0, batch 3"):
+        train(tiny_train_cfg)
+    assert not list(tmp_path.rglob("*.ckpt"))  # nothing saved from the broken run
