@@ -6,16 +6,12 @@ calibration of the sampled final positions.
 """
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import torch
 
 from cvae_traj.data.datamodule import Split, TrackDataModule
 from cvae_traj.metrics import hdr_coverage, kde_nll, min_ade, min_fde
 from cvae_traj.system import TrajectoryCVAE
-
-log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
