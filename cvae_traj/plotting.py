@@ -64,12 +64,16 @@ def plot_kl_per_dim(kl_per_dim, activity, threshold: float) -> plt.Figure:
     return fig
 
 
-def plot_reliability(coverage: dict[float, float]) -> plt.Figure:
-    """Observed coverage of the true final position against each region's nominal level (diagonal = calibrated)."""
-    levels = sorted(coverage)
+def plot_reliability(curves: dict[str, dict[float, float]]) -> plt.Figure:
+    """Observed coverage of the true final position against each region's nominal level (diagonal = calibrated).
+
+    `curves` maps a label (e.g. a scene) to {nominal level: observed coverage}.
+    """
     fig, ax = plt.subplots(figsize=(4, 4))
     ax.plot([0, 1], [0, 1], "--", color="grey", label="calibrated")
-    ax.plot(levels, [coverage[a] for a in levels], "-o", color="tab:red", label="model")
+    for label, coverage in curves.items():
+        levels = sorted(coverage)
+        ax.plot(levels, [coverage[a] for a in levels], "-o", markersize=3, label=label)
     ax.set_xlabel("nominal level of the sample region")
     ax.set_ylabel("fraction of true final positions inside")
     ax.set_xlim(0, 1)

@@ -40,6 +40,10 @@ class TrajectoryCVAE(L.LightningModule):
         beta: weight of the KL term once annealing is over.
         kl_anneal_steps: optimiser steps over which the KL weight rises linearly from 0 to beta (0: none).
         free_bits: floor, in nats per latent dimension (batch mean), below which the KL is not penalised.
+        variety_weight: weight of a best-of-many term added to the negative ELBO: the smallest average
+            displacement (metres) among `variety_samples` decoder means at z ~ p(z|x), reparameterised. It
+            trains the prior path that best-of-K evaluates (0: the plain ELBO).
+        variety_samples: futures drawn from the prior path for that term.
         num_eval_samples: K of the best-of-K metrics logged at validation and test.
         num_eval_importance: importance samples of the NLL bound logged at validation and test (0: skip).
     """
@@ -57,6 +61,8 @@ class TrajectoryCVAE(L.LightningModule):
         beta: float = 1.0,
         kl_anneal_steps: int = 0,
         free_bits: float = 0.0,
+        variety_weight: float = 0.0,
+        variety_samples: int = 20,
         lr: float = 1e-3,
         lr_decay: float = 1.0,
         weight_decay: float = 0.0,
@@ -90,17 +96,26 @@ class TrajectoryCVAE(L.LightningModule):
         social = self.social_encoder(history, batch.past, batch.neighbours, batch.neighbour_mask)  # (B, H)
         return torch.cat([history, social], dim=-1)  # (B, C)
 
-    def elbo_terms(self, batch: TrajectoryBatch) -> dict[str, Tensor]:
-        """Unweighted ELBO terms per agent: reconstruction NLL (B,) and KL per latent dimension (B, D)."""
+    def elbo_terms(self, batch: TrajectoryBatch, variety_samples: int = 0) -> dict[str, Tensor]:
+        """Unweighted ELBO terms per agent: reconstruction NLL (B,) and KL per latent dimension (B, D).
+
+        With variety_samples > 0 also "variety" (B,): the best-of-many average displacement of that many
+        decoder means at reparameterised z ~ p(z|x), differentiable through the prior net and the decoder.
+        """
         batch, _ = self._agent_frame(batch)
         context = self.encode(batch)
+        prior = self.prior_net(context)
         rec_nll, kl_per_dim = elbo_terms(
-            prior=self.prior_net(context),
+            prior=prior,
             posterior=self.recognition_net(context, batch.past, batch.future),
             decode=lambda z: self.generation_net(context, z, batch.past[:, -1]),
             y=batch.future,
         )
-        return {"rec_nll": rec_nll, "kl_per_dim": kl_per_dim}
+        terms = {"rec_nll": rec_nll, "kl_per_dim": kl_per_dim}
+        if variety_samples > 0:
+            means = self._decode(context, prior.rsample((variety_samples,)), batch.past[:, -1]).mean  # (K, B, T, 2)
+            terms["variety"] = min_ade(means.transpose(0, 1), batch.future)
+        return terms
 
     @torch.no_grad()
     def sample(self, batch: TrajectoryBatch | Tensor, num_samples: int = 20, decoder_noise: bool = True) -> Tensor:
@@ -158,13 +173,18 @@ class TrajectoryCVAE(L.LightningModule):
         return self.hparams.beta * ramp
 
     def training_step(self, batch: TrajectoryBatch, batch_idx: int) -> Tensor:
-        terms = self.elbo_terms(batch)
+        variety_weight = self.hparams.variety_weight
+        terms = self.elbo_terms(batch, variety_samples=self.hparams.variety_samples if variety_weight else 0)
         rec_nll = terms["rec_nll"].mean()
         kl_per_dim = terms["kl_per_dim"].mean(dim=0)  # (D,)
         kl = kl_per_dim.sum()
         kl_penalised = kl_per_dim.clamp(min=self.hparams.free_bits).sum()
         beta = self.kl_weight()
         loss = rec_nll + beta * kl_penalised
+        if variety_weight:
+            variety = terms["variety"].mean()
+            loss = loss + variety_weight * variety
+            self.log("train/variety", variety, batch_size=len(batch))
         if not torch.isfinite(loss):
             raise TrainingDivergedError(
                 f"loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx}; "

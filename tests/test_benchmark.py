@@ -20,7 +20,8 @@ def test_benchmark_smoke_on_one_fold(tmp_path, eth_ucy_root, monkeypatch):
         cfg = compose(config_name="benchmark", overrides=[
             "scenes=[zara1]", "seeds=[0]", "variants=[full,no_social]", f"data_dir={eth_ucy_root.parent}",
             f"runs_dir={tmp_path / 'runs'}", f"output_dir={tmp_path / 'results'}",
-            f"checkpoints_dir={tmp_path / 'ckpt'}", "command=smoke",
+            f"checkpoints_dir={tmp_path / 'ckpt'}", "command=smoke", "likelihood.num_importance=5",
+            "likelihood.kde_samples=50", "likelihood.calibration_samples=40", "likelihood.calibration_levels=[0.5,0.9]",
             "train_overrides=[" + ",".join(f"'{o}'" for o in TRAIN_OVERRIDES) + "]",
         ])
         results = run_benchmark(cfg)
@@ -44,7 +45,15 @@ def test_benchmark_smoke_on_one_fold(tmp_path, eth_ucy_root, monkeypatch):
     assert other["cv_ade"]["mean"] == row["cv_ade"]["mean"] > 0
     assert row["trainable_parameters"] > other["trainable_parameters"]
 
+    # Likelihood and calibration of the selected checkpoint, on the same test windows.
+    assert run["likelihood"]["windows"] == 2356 and run["likelihood"]["kde_samples"] == 50
+    assert row["kde_nll"]["values"] == [run["likelihood"]["kde_nll"]]
+    assert 0 <= row["coverage_50"]["mean"] <= row["coverage_90"]["mean"] <= 1
+    assert results["variants"]["full"]["average"]["kde_nll"]["mean"] == row["kde_nll"]["mean"]
+    assert (tmp_path / "results" / "reliability.png").stat().st_size > 0
+
     table = (tmp_path / "results" / "eth_ucy.md").read_text()
+    assert f"| full | zara1 | {row['kde_nll']['mean']:.3f} ± 0.000 | -1.13 |" in table
     assert "| full | zara1 | 2356 | 1 |" in table and "CV ADE" in table and "Seeds: [0]" in table
     assert json.loads((tmp_path / "results" / "eth_ucy.json").read_text())["variants"]["full"]["complete"]
     record = json.loads((tmp_path / "results" / "runs" / "full" / "zara1" / "seed0.json").read_text())
