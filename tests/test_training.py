@@ -94,6 +94,32 @@ def test_free_bits_floor_changes_the_loss_not_the_logged_kl():
     assert losses[50.0] == pytest.approx((rec + 50.0 * 4).item(), rel=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`:UserWarning")
+def test_variety_term_is_the_best_of_many_error_of_prior_samples_and_trains_the_prior():
+    batch = TrajectoryBatch.from_past(torch.randn(6, 8, 2).cumsum(1), torch.randn(6, 12, 2).cumsum(1))
+    torch.manual_seed(0)
+    model = TrajectoryCVAE(latent_dim=4, heading_frame=True, variety_weight=3.0, variety_samples=5)
+    torch.manual_seed(1)
+    terms = model.elbo_terms(batch, variety_samples=5)
+    # The same draws, redone by hand: the elbo term's z ~ q first, then 5 z ~ p(z|x), decoder means, best ADE.
+    torch.manual_seed(1)
+    local, m = model._agent_frame(batch)
+    context = model.encode(local)
+    model.recognition_net(context, local.past, local.future).rsample()
+    means = model._decode(context, model.prior_net(context).rsample((5,)), local.past[:, -1]).mean  # (5, B, T, 2)
+    errors = (means - local.future).norm(dim=-1).mean(-1)  # (5, B): rigid frame, so metres as in the world
+    torch.testing.assert_close(terms["variety"], errors.min(0).values)
+    assert "variety" not in model.elbo_terms(batch)
+    # The loss adds it with its weight, and its gradient reaches the prior net.
+    torch.manual_seed(1)
+    loss = model.training_step(batch, 0)
+    plain = terms["rec_nll"].mean() + model.kl_weight() * terms["kl_per_dim"].mean(0).sum()
+    assert loss.item() == pytest.approx((plain + 3.0 * terms["variety"].mean()).item(), rel=1e-5)
+    model.zero_grad()
+    terms["variety"].mean().backward()
+    assert next(model.prior_net.parameters()).grad.abs().sum() > 0
+
+
 def test_likelihood_metrics_are_ordered_and_consistent(synthetic_run):
     from cvae_traj.evaluation import evaluate_likelihood
 
