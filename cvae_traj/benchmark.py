@@ -64,7 +64,7 @@ def run_benchmark(cfg: DictConfig) -> dict:
         train_cfg = compose(config_name="train", overrides=overrides)
         metrics = train(train_cfg)
         start = time.perf_counter()
-        metrics["likelihood"] = test_likelihood(train_cfg, run_dir / metrics["best_checkpoint"], cfg.likelihood, seed)
+        metrics["likelihood"] = likelihood_on_test(train_cfg, run_dir / metrics["best_checkpoint"], cfg.likelihood, seed)
         metrics["likelihood_seconds"] = round(time.perf_counter() - start, 2)
         if variant == cfg.speed_variant and seed == cfg.seeds[0] and cfg.checkpoints_dir:
             ship_checkpoint(run_dir / metrics["best_checkpoint"], Path(cfg.checkpoints_dir) / f"{scene}.ckpt")
@@ -83,7 +83,7 @@ def run_benchmark(cfg: DictConfig) -> dict:
     return results
 
 
-def test_likelihood(train_cfg: DictConfig, ckpt: Path, settings: DictConfig, seed: int) -> dict:
+def likelihood_on_test(train_cfg: DictConfig, ckpt: Path, settings: DictConfig, seed: int) -> dict:
     """Likelihood and calibration of the selected checkpoint on the run's test windows (evaluate_likelihood)."""
     datamodule = instantiate(train_cfg.data)
     return evaluate_likelihood(load_model(ckpt), datamodule, "test", num_importance=settings.num_importance,
