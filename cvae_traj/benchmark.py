@@ -64,10 +64,11 @@ def run_benchmark(cfg: DictConfig) -> dict:
         train_cfg = compose(config_name="train", overrides=overrides)
         metrics = train(train_cfg)
         start = time.perf_counter()
-        metrics["likelihood"] = likelihood_on_test(train_cfg, run_dir / metrics["best_checkpoint"], cfg.likelihood, seed)
+        best = run_dir / metrics["best_checkpoint"]
+        metrics["likelihood"] = likelihood_on_test(train_cfg, best, cfg.likelihood, seed)
         metrics["likelihood_seconds"] = round(time.perf_counter() - start, 2)
         if variant == cfg.speed_variant and seed == cfg.seeds[0] and cfg.checkpoints_dir:
-            ship_checkpoint(run_dir / metrics["best_checkpoint"], Path(cfg.checkpoints_dir) / f"{scene}.ckpt")
+            ship_checkpoint(best, Path(cfg.checkpoints_dir) / f"{scene}.ckpt")
         write_json({"variant": variant, "scene": scene, "seed": seed, "commit": git_commit(),
                     "hardware": hardware(), "overrides": overrides, **metrics}, record)
     results = collect(cfg)
