@@ -18,6 +18,8 @@ COLUMNS = ("frame", "agent_id", "x", "y")
 TimeUnit = Literal["frame", "seconds"]
 # Timestamps within this fraction of a step of the grid count as on it (float rounding in CSVs).
 _GRID_TOLERANCE = 1e-3
+# Frames at most this many steps from 0 land on the grid within float64 rounding well below _GRID_TOLERANCE.
+_MAX_STEPS = 2.0**40
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ def validate_tracks(
             i = int(np.argmin(finite))
             what = "NaN" if np.isnan(arr[i]) else "inf"
             raise InputError(f"{source}: column {names[key]!r} has {what} at row {_row_label(i)} "
-                             f"(agent {agent_col.iloc[i]})")
+                             f"(agent {_id(agent_col.iloc[i])})")
         values[key] = arr
 
     if pd.api.types.is_float_dtype(agent_col) and np.isfinite(agent_col).all() and (agent_col % 1 == 0).all():
@@ -151,7 +153,7 @@ def validate_tracks(
     same = (agent[1:] == agent[:-1]) & (frame[1:] == frame[:-1])
     if same.any():
         i = int(np.argmax(same))
-        raise InputError(f"{source}: duplicate rows for agent {agent_ids[agent[i]]} at frame {_num(frame[i])}")
+        raise InputError(f"{source}: duplicate rows for agent {_id(agent_ids[agent[i]])} at frame {_num(frame[i])}")
 
     if time_unit == "seconds":
         frame_step = float(dt)
@@ -163,13 +165,19 @@ def validate_tracks(
         raise InputError(f"{source}: the frame step must be positive, got {frame_step}")
 
     frame0 = float(frame.min())
+    extent = np.abs(frame) / frame_step
+    if not (extent <= _MAX_STEPS).all():  # also catches inf
+        i = int(np.argmax(~(extent <= _MAX_STEPS)))
+        raise InputError(f"{source}: frame {_num(frame[i])} of agent {_id(agent_ids[agent[i]])} is too large for a "
+                         f"frame step of {frame_step:g}: more than 2^40 steps from 0 cannot be placed on the "
+                         f"time grid exactly")
     grid = (frame - frame0) / frame_step
     step = np.rint(grid)
     off = np.abs(grid - step) > _GRID_TOLERANCE
     if off.any():
         i = int(np.argmax(off))
         unit = f"{frame_step:g} s time grid" if time_unit == "seconds" else f"grid of frame step {frame_step:g}"
-        raise InputError(f"{source}: frame {_num(frame[i])} of agent {agent_ids[agent[i]]} is off the {unit} "
+        raise InputError(f"{source}: frame {_num(frame[i])} of agent {_id(agent_ids[agent[i]])} is off the {unit} "
                          f"starting at {_num(frame0)}")
     return TrackTable(step.astype(np.int64), agent, xy, agent_ids, frame0, float(frame_step), source)
 
@@ -195,6 +203,11 @@ def _first_row(mask: pd.Series) -> str:
 def _row_label(position: int) -> str:
     """A 1-based data row number, as a spreadsheet user would count it below the header."""
     return str(position + 1)
+
+
+def _id(value) -> str:
+    """An agent id for a one-line message: text ids quoted when they hold line breaks or other control characters."""
+    return repr(value) if isinstance(value, str) and not value.isprintable() else str(value)
 
 
 def _num(value: float) -> str:

@@ -96,11 +96,11 @@ def _neighbours(table: TrackTable, target: np.ndarray, first_step: np.ndarray, o
     """Ragged neighbour tracks: every other agent present in steps first_step .. first_step + obs_len - 1."""
     if len(target) == 0:
         return np.zeros(1, np.int64), np.zeros((0, obs_len, 2), np.float32)
-    # Steps counted from the table's first one, so index arrays scale with its duration, not its frame numbers.
-    base = int(table.step.min())
-    step = table.step - base
-    first_step = first_step - base
-    n_steps = int(step.max()) + 1
+    # Steps renumbered densely over the steps the table has, so index arrays scale with its rows, not with
+    # the span of its frame numbers. A window's observed steps all exist: the target is present in each.
+    present_steps, step = np.unique(table.step, return_inverse=True)
+    first_step = np.searchsorted(present_steps, first_step)
+    n_steps = len(present_steps)
     by_step = np.argsort(step, kind="stable")
     step_start = np.searchsorted(step[by_step], np.arange(n_steps + 1))
     per_step = np.diff(step_start)
