@@ -126,12 +126,24 @@ class TrajectoryCVAE(L.LightningModule):
         """
         if isinstance(batch, Tensor):
             batch = TrajectoryBatch.from_past(batch)
+        b, device = len(batch), batch.past.device
+        z_noise = torch.randn(num_samples, b, self.hparams.latent_dim, device=device)
+        y_noise = torch.randn(num_samples, b, self.hparams.pred_len, 2, device=device)
+        return self.sample_from_noise(batch, z_noise, y_noise if decoder_noise else torch.zeros_like(y_noise))
+
+    def sample_from_noise(self, batch: TrajectoryBatch, z_noise: Tensor, y_noise: Tensor) -> Tensor:
+        """The futures that standard normal noise makes, deterministically: (B, K, T_pred, 2).
+
+        z = mean + std * z_noise (K, B, D) under p(z|x); y_noise (K, B, T_pred, 2) drives the decoder's
+        per-step draws (zeros give its mean). `sample` is this with fresh noise; the exported sampler
+        (cvae_traj.export) is this as a graph.
+        """
         origin = batch.past[:, -1]  # (B, 2)
         batch, m = self._agent_frame(batch)
         context = self.encode(batch)
-        z = self.prior_net(context).sample((num_samples,))  # (K, B, D)
-        likelihood = self._decode(context, z, batch.past[:, -1])
-        futures = (likelihood.sample() if decoder_noise else likelihood.mean).transpose(0, 1)  # (B, K, T_pred, 2)
+        prior = self.prior_net(context).base_dist
+        z = prior.loc + prior.scale * z_noise  # (K, B, D)
+        futures = self._decode(context, z, batch.past[:, -1]).from_noise(y_noise).transpose(0, 1)
         return futures if m is None else to_world(futures, m, origin)
 
     @torch.no_grad()

@@ -64,7 +64,8 @@ def test_autoregressive_sample_and_log_prob_share_one_recursion():
     torch.manual_seed(7)
     y = dist.sample()
     torch.manual_seed(7)
-    noise = torch.stack([torch.randn(64, 2) for _ in range(12)], dim=1)
+    noise = torch.randn(64, 12, 2)
+    torch.testing.assert_close(dist.from_noise(noise), y)
     steps = torch.diff(torch.cat([dist.origin.unsqueeze(1), y], 1), dim=1)
     prev = torch.cat([torch.zeros(64, 1, 2), steps[:, :-1]], 1)
     with torch.no_grad():

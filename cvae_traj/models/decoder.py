@@ -35,6 +35,10 @@ class IntegratedGaussian(Distribution):
 
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
         eps = torch.randn(self._extended_shape(sample_shape), dtype=self.loc.dtype, device=self.loc.device)
+        return self.from_noise(eps)
+
+    def from_noise(self, eps: Tensor) -> Tensor:
+        """The draw that standard normal noise `eps` (..., T_pred, 2) makes: deterministic, mean at eps = 0."""
         return self.origin.unsqueeze(-2) + (self.loc + self.scale * eps).cumsum(dim=-2)
 
     def log_prob(self, value: Tensor) -> Tensor:
@@ -84,12 +88,17 @@ class AutoregressiveGaussian(Distribution):
         if sample_shape != torch.Size():
             raise ValueError("draw several futures through several z; sample_shape must be empty")
         with torch.no_grad():
-            return self.origin.unsqueeze(-2) + self.decoder.rollout(self.state, noise=True).cumsum(dim=-2)
+            return self.from_noise(torch.randn(*self.batch_shape, *self.event_shape, dtype=self.origin.dtype,
+                                               device=self.origin.device))
+
+    def from_noise(self, eps: Tensor) -> Tensor:
+        """The draw that standard normal noise `eps` (..., T_pred, 2) makes, step t using eps[..., t, :]."""
+        return self.origin.unsqueeze(-2) + self.decoder.rollout(self.state, eps).cumsum(dim=-2)
 
     @property
     def mean(self) -> Tensor:
         """The noise-free rollout: each step's mean displacement fed to the next."""
-        return self.origin.unsqueeze(-2) + self.decoder.rollout(self.state, noise=False).cumsum(dim=-2)
+        return self.origin.unsqueeze(-2) + self.decoder.rollout(self.state, None).cumsum(dim=-2)
 
     @property
     def mode(self) -> Tensor:
@@ -130,15 +139,17 @@ class GRUTrajectoryDecoder(nn.Module):
         return (torch.stack(locs, 1).reshape(*lead, self.pred_len, 2),
                 torch.stack(scales, 1).reshape(*lead, self.pred_len, 2))
 
-    def rollout(self, xz: Tensor, noise: bool) -> Tensor:
-        """Displacements (..., T, 2), each step fed its predecessor (a draw, or the mean when noise=False)."""
+    def rollout(self, xz: Tensor, noise: Tensor | None) -> Tensor:
+        """Displacements (..., T, 2), each step fed its predecessor: loc + scale * noise[..., t, :], or the
+        mean when noise is None."""
         lead = xz.shape[:-1]
         flat_xz = xz.reshape(-1, xz.shape[-1])
+        flat_noise = None if noise is None else noise.reshape(-1, self.pred_len, 2)
         h = torch.tanh(self.init_state(flat_xz))
         prev = flat_xz.new_zeros(flat_xz.shape[0], 2)
         steps = []
-        for _ in range(self.pred_len):
+        for t in range(self.pred_len):
             h, loc, scale = self._step(h, prev, flat_xz)
-            prev = loc + scale * torch.randn_like(loc) if noise else loc
+            prev = loc if flat_noise is None else loc + scale * flat_noise[:, t]
             steps.append(prev)
         return torch.stack(steps, 1).reshape(*lead, self.pred_len, 2)
