@@ -48,7 +48,7 @@ class TrajectoryBatch:
 
         m (B, 2, 2) acts on row vectors; pivot (B, 2).
         """
-        b = len(self)
+        b = self.past.shape[0]  # not len(self): an exporter keeps shape[0] symbolic, len() makes it a constant
 
         def move(p: Tensor) -> Tensor:  # (B, ..., 2)
             shape = (b,) + (1,) * (p.dim() - 2) + (2,)

@@ -1,0 +1,102 @@
+"""Export the sampling path (prior net and decoder, with the history and social encoders that feed them)
+as an ONNX graph, for use outside Python (onnxruntime in C++, C#, Java, JavaScript, ...).
+
+    python -m cvae_traj.export ckpt_path=checkpoints/eth_ucy/zara1.ckpt output=zara1_sampler.onnx
+
+ONNX rather than TorchScript: TorchScript is in maintenance in PyTorch and needs libtorch to run, while
+an ONNX file runs in any ONNX runtime on any platform. The graph is deterministic: randomness enters as
+inputs, so the caller draws standard normal noise and gets exactly the futures that
+`TrajectoryCVAE.sample_from_noise` gives for it.
+
+Inputs (float32 unless noted; B agents, N neighbour slots, K samples):
+    past            (B, T_obs, 2)      observed positions, metres, oldest first
+    neighbours      (B, N, T_obs, 2)   neighbour positions (any value where the mask is false)
+    neighbour_mask  (B, N, T_obs)      bool, true where that neighbour was observed
+    z_noise         (K, B, D)          standard normal: z = prior mean + prior std * z_noise
+    y_noise         (K, B, T_pred, 2)  standard normal for the decoder's draws (zeros: its mean)
+Output:
+    futures         (B, K, T_pred, 2)  absolute positions
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from cvae_traj.batch import TrajectoryBatch
+from cvae_traj.cli import run_or_exit
+from cvae_traj.errors import InputError
+from cvae_traj.inference import load_model
+from cvae_traj.io import atomic_path
+from cvae_traj.system import TrajectoryCVAE
+
+INPUT_NAMES = ("past", "neighbours", "neighbour_mask", "z_noise", "y_noise")
+OUTPUT_NAMES = ("futures",)
+
+
+class NoiseSampler(nn.Module):
+    """TrajectoryCVAE.sample_from_noise on plain tensors, the form an exporter can trace."""
+
+    def __init__(self, model: TrajectoryCVAE) -> None:
+        super().__init__()
+        self.model = model.eval()
+
+    def forward(self, past: Tensor, neighbours: Tensor, neighbour_mask: Tensor, z_noise: Tensor,
+                y_noise: Tensor) -> Tensor:
+        return self.model.sample_from_noise(TrajectoryBatch(past, None, neighbours, neighbour_mask), z_noise, y_noise)
+
+
+def example_inputs(model: TrajectoryCVAE, agents: int = 3, neighbours: int = 2, samples: int = 4) -> tuple:
+    """Inputs of the right shapes and dtypes for the sampler of `model`."""
+    h = model.hparams
+    g = torch.Generator().manual_seed(0)
+    past = torch.randn(agents, h.obs_len, 2, generator=g).cumsum(1)
+    mask = torch.rand(agents, neighbours, h.obs_len, generator=g) > 0.3
+    nb = torch.randn(agents, neighbours, h.obs_len, 2, generator=g).cumsum(2) * mask.unsqueeze(-1)
+    return (past, nb, mask, torch.randn(samples, agents, h.latent_dim, generator=g),
+            torch.randn(samples, agents, h.pred_len, 2, generator=g))
+
+
+def export_onnx(model: TrajectoryCVAE, path: str | Path) -> Path:
+    """Write the sampler of `model` to `path` as ONNX with dynamic agent, neighbour and sample counts."""
+    path = Path(path)
+    if path.suffix.lower() != ".onnx":
+        raise InputError(f"{path}: the exported sampler is an ONNX file; name it *.onnx")
+    agents, samples = torch.export.Dim("agents", min=1), torch.export.Dim("samples", min=1)
+    neighbours = torch.export.Dim.AUTO  # its attention guard (1 + N <= 4 + 4N) is true but beyond the solver
+    dynamic_shapes = {"past": {0: agents}, "neighbours": {0: agents, 1: neighbours},
+                      "neighbour_mask": {0: agents, 1: neighbours}, "z_noise": {0: samples, 1: agents},
+                      "y_noise": {0: samples, 1: agents}}
+    sampler = NoiseSampler(model)
+    validate = torch.distributions.Distribution._validate_args
+    torch.distributions.Distribution.set_default_validate_args(False)  # value checks are data-dependent branches
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+            program = torch.onnx.export(sampler, example_inputs(model), dynamo=True, input_names=list(INPUT_NAMES),
+                                        output_names=list(OUTPUT_NAMES), dynamic_shapes=dynamic_shapes,
+                                        verbose=False)
+    finally:
+        torch.distributions.Distribution.set_default_validate_args(validate)
+    with atomic_path(path) as tmp:
+        program.save(str(tmp))
+    return path
+
+
+def main(argv: list[str]) -> Path:
+    args = dict(a.split("=", 1) for a in argv if "=" in a)
+    unknown = set(args) - {"ckpt_path", "output"}
+    if unknown or "ckpt_path" not in args or len(args) != len(argv):
+        raise InputError("usage: python -m cvae_traj.export ckpt_path=MODEL.ckpt [output=sampler.onnx]")
+    output = export_onnx(load_model(args["ckpt_path"]), args.get("output", "sampler.onnx"))
+    print(f"wrote {output}")
+    return output
+
+
+if __name__ == "__main__":
+    run_or_exit(lambda: main(sys.argv[1:]))
