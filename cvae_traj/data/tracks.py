@@ -44,7 +44,8 @@ class TrackTable:
         """Frame numbers (or timestamps) of grid steps, in the units of the input table."""
         frames = self.frame0 + np.asarray(step) * self.frame_step
         integral = float(self.frame0).is_integer() and float(self.frame_step).is_integer()
-        return frames.astype(np.int64) if integral else frames
+        exact = np.all(np.abs(frames) < 2.0**53)  # beyond, float64 holds no exact integer and int64 may overflow
+        return frames.astype(np.int64) if integral and exact else frames
 
     def select_steps(self, first: int, last: int) -> TrackTable:
         """The rows with `first <= step <= last`, as a table on the same grid."""
