@@ -47,8 +47,16 @@ def test_windows_match_brute_force(seed):
     for i, key in enumerate(got_keys):
         track, neigh = expected[key]
         np.testing.assert_allclose(np.concatenate([w.past[i], w.future[i]]), track, rtol=1e-6)
-        got_neigh = w.neighbours[w.neighbour_offsets[i]:w.neighbour_offsets[i + 1]]
-        np.testing.assert_allclose(got_neigh, neigh, rtol=1e-6)
+        np.testing.assert_allclose(w.neighbour_tracks(i), neigh, rtol=1e-6)
+    # A batch of every window, gathered at once, holds the same tracks and neighbours (zero where masked).
+    b = w.batch(np.arange(len(w)))
+    for i, key in enumerate(got_keys):
+        track, neigh = expected[key]
+        np.testing.assert_allclose(np.concatenate([b.past[i], b.future[i]]), track, rtol=1e-6)
+        n = len(neigh)
+        np.testing.assert_array_equal(b.neighbour_mask[i, :n].numpy(), ~np.isnan(neigh[..., 0]))
+        np.testing.assert_allclose(b.neighbours[i, :n].numpy(), np.nan_to_num(neigh), rtol=1e-6)
+        assert not b.neighbour_mask[i, n:].any()
 
 
 def test_neighbours_never_see_future_rows():
@@ -56,7 +64,7 @@ def test_neighbours_never_see_future_rows():
     df = random_table(7)
     table = validate_tracks(df, frame_step=10)
     w = make_windows(table, OBS, PRED)
-    i = int(np.argmax(np.diff(w.neighbour_offsets)))  # the window with most neighbours
+    i = int(np.argmax([len(w.neighbour_tracks(k)) for k in range(len(w))]))  # the window with most neighbours
     cut = table.frames(w.last_step[i])
     moved = df.copy()
     later = moved["frame"] > cut
@@ -64,8 +72,7 @@ def test_neighbours_never_see_future_rows():
     w2 = make_windows(validate_tracks(moved, frame_step=10), OBS, PRED)
     j = int(np.flatnonzero((w2.agent == w.agent[i]) & (w2.last_step == w.last_step[i]))[0])
     np.testing.assert_array_equal(w.past[i], w2.past[j])
-    np.testing.assert_array_equal(w.neighbours[w.neighbour_offsets[i]:w.neighbour_offsets[i + 1]],
-                                  w2.neighbours[w2.neighbour_offsets[j]:w2.neighbour_offsets[j + 1]])
+    np.testing.assert_array_equal(w.neighbour_tracks(i), w2.neighbour_tracks(j))
     assert not np.array_equal(w.future[i], w2.future[j])  # the future itself did move
 
 
@@ -78,14 +85,14 @@ def test_stride_keeps_every_kth_start():
 def test_batch_pads_neighbours_with_mask():
     df = random_table(3)
     w = make_windows(validate_tracks(df, frame_step=10), OBS, PRED)
-    counts = np.diff(w.neighbour_offsets)
+    counts = np.array([len(w.neighbour_tracks(k)) for k in range(len(w))])
     idx = [int(np.argmax(counts)), int(np.argmin(counts))]
     b = w.batch(idx)
     assert b.neighbours.shape == (2, counts.max(), OBS, 2)
     # Masked-out slots are zero and never NaN; observed slots hold the stored positions.
     assert not b.neighbours.isnan().any()
     assert (b.neighbours[~b.neighbour_mask] == 0).all()
-    stored = w.neighbours[w.neighbour_offsets[idx[0]]:w.neighbour_offsets[idx[0] + 1]]
+    stored = w.neighbour_tracks(idx[0])
     np.testing.assert_array_equal(b.neighbour_mask[0].numpy(), ~np.isnan(stored[..., 0]))
     assert b.neighbour_mask[1, counts.min():].sum() == 0
 
@@ -96,9 +103,12 @@ def test_concatenate_keeps_each_windows_neighbours():
     both = Windows.concatenate(parts)
     n0 = len(parts[0])
     k = len(parts[1]) - 1
-    got = both.neighbours[both.neighbour_offsets[n0 + k]:both.neighbour_offsets[n0 + k + 1]]
-    want = parts[1].neighbours[parts[1].neighbour_offsets[k]:parts[1].neighbour_offsets[k + 1]]
-    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(both.neighbour_tracks(n0 + k), parts[1].neighbour_tracks(k))
+    # A batch mixing both scenes gathers each window from its own scene.
+    b, b0, b1 = both.batch([n0 + k, 0]), parts[1].batch([k]), parts[0].batch([0])
+    np.testing.assert_array_equal(b.past.numpy(), np.concatenate([b0.past.numpy(), b1.past.numpy()]))
+    np.testing.assert_array_equal(b.neighbour_mask[0, :b0.neighbour_mask.shape[1]].numpy(), b0.neighbour_mask[0].numpy())
+    np.testing.assert_array_equal(b.neighbour_mask[1, :b1.neighbour_mask.shape[1]].numpy(), b1.neighbour_mask[0].numpy())
 
 
 def test_far_frame_numbers_give_the_same_windows():
@@ -107,5 +117,5 @@ def test_far_frame_numbers_give_the_same_windows():
     near = make_windows(validate_tracks(df, frame_step=10), OBS, PRED)
     far = make_windows(validate_tracks(df.assign(frame=df["frame"] + 10**12), frame_step=10), OBS, PRED)
     np.testing.assert_array_equal(near.past, far.past)
-    np.testing.assert_array_equal(near.neighbour_offsets, far.neighbour_offsets)
-    np.testing.assert_array_equal(near.neighbours, far.neighbours)
+    for i in range(len(near)):
+        np.testing.assert_array_equal(near.neighbour_tracks(i), far.neighbour_tracks(i))

@@ -3,6 +3,10 @@
 A window is T_obs + T_pred consecutive grid steps of one agent (stride 1 by default) and never spans
 a gap in its track. Its neighbours are the other agents present in any of its observed steps; their
 positions are kept for the observed steps only, so no future information reaches the inputs.
+
+Windows are stored as references (the first row of each window) into an index of each table, and
+positions and neighbours are gathered when a batch is asked for: cutting is linear in the rows, and
+memory is the table's plus 8 bytes per window, however crowded the scene.
 """
 from __future__ import annotations
 
@@ -14,54 +18,136 @@ import torch
 from cvae_traj.batch import TrajectoryBatch
 from cvae_traj.data.tracks import TrackTable
 
-# Windows are processed in chunks so that the neighbour search needs memory for a chunk, not a scene.
-_CHUNK = 4096
+
+@dataclass(frozen=True)
+class SceneIndex:
+    """One table, indexed for gathering windows and looking up who is present at which step.
+
+    Rows are the table's, sorted by (agent, step). Steps are renumbered densely over the steps the table
+    has (`step_dense`), so the index scales with the rows, not with the span of the frame numbers.
+    """
+
+    xy: np.ndarray  # (R, 2) float32
+    agent: np.ndarray  # (R,) int64
+    step_dense: np.ndarray  # (R,) int64
+    keys: np.ndarray  # (R,) int64, sorted: agent * n_steps + step_dense
+    by_step: np.ndarray  # (R,) rows in step order
+    step_start: np.ndarray  # (n_steps + 1,): rows by_step[step_start[s]:step_start[s + 1]] are at step s
+
+    @classmethod
+    def build(cls, table: TrackTable) -> SceneIndex:
+        present_steps, step_dense = np.unique(table.step, return_inverse=True)
+        step_dense = step_dense.reshape(-1).astype(np.int64)
+        n_steps = len(present_steps)
+        by_step = np.argsort(step_dense, kind="stable")
+        step_start = np.searchsorted(step_dense[by_step], np.arange(n_steps + 1))
+        return cls(xy=table.xy.astype(np.float32), agent=table.agent, step_dense=step_dense,
+                   keys=table.agent * n_steps + step_dense, by_step=by_step, step_start=step_start)
+
+    @classmethod
+    def merge(cls, parts: list[SceneIndex]) -> SceneIndex:
+        """Several tables as one index whose agents and steps are disjoint between tables, so that a batch
+        mixing tables is looked up in one pass and no agent of one table is a neighbour in another."""
+        rows = np.cumsum([0] + [len(p.agent) for p in parts])
+        agents = np.cumsum([0] + [int(p.agent.max(initial=-1)) + 1 for p in parts])
+        steps = np.cumsum([0] + [len(p.step_start) - 1 for p in parts])
+        agent = np.concatenate([p.agent + a for p, a in zip(parts, agents)])
+        step_dense = np.concatenate([p.step_dense + t for p, t in zip(parts, steps)])
+        return cls(
+            xy=np.concatenate([p.xy for p in parts]),
+            agent=agent,
+            step_dense=step_dense,
+            keys=agent * steps[-1] + step_dense,  # sorted: tables in order, each sorted by (agent, step)
+            by_step=np.concatenate([p.by_step + r for p, r in zip(parts, rows)]),
+            step_start=np.concatenate([p.step_start[:-1] + r for p, r in zip(parts, rows)] + [rows[-1:]]),
+        )
+
+    def neighbours(self, start: np.ndarray, obs_len: int) -> tuple[np.ndarray, np.ndarray]:
+        """For windows starting at rows `start` (C,): how many neighbours each has (C,), and their tracks
+        (M, obs_len, 2), grouped by window with agents ascending, NaN where a neighbour is absent."""
+        n_steps = len(self.step_start) - 1
+        target = self.agent[start]
+        # The target is present at each observed step, and they are consecutive, so dense steps are too.
+        steps = self.step_dense[start][:, None] + np.arange(obs_len)  # (C, T_obs)
+        present = self.step_start[steps + 1] - self.step_start[steps]  # (C, T_obs) agents at each step
+        slot = np.arange(int(present.max(initial=0)))  # as wide as this batch's most crowded step
+        valid = slot[None, None, :] < present[..., None]  # (C, T_obs, width)
+        rows = self.by_step[np.minimum(self.step_start[steps][..., None] + slot, len(self.by_step) - 1)]
+        cand = np.where(valid, self.agent[rows], -1).reshape(len(start), -1)
+        cand[cand == target[:, None]] = -1
+        cand.sort(axis=1)
+        dup = np.zeros_like(cand, dtype=bool)
+        dup[:, 1:] = cand[:, 1:] == cand[:, :-1]
+        keep = (cand >= 0) & ~dup
+        window, col = np.nonzero(keep)  # row-major: grouped by window, agents ascending
+        nb_keys = cand[window, col][:, None] * n_steps + steps[window]  # (M, T_obs)
+        found = np.minimum(np.searchsorted(self.keys, nb_keys), len(self.keys) - 1)
+        hit = self.keys[found] == nb_keys
+        return keep.sum(axis=1), np.where(hit[..., None], self.xy[found], np.float32(np.nan))
 
 
 @dataclass
 class Windows:
-    """Windows of one or more scenes; neighbours are stored ragged and padded per batch."""
+    """Windows of one or more tables: window w is rows start[w] .. start[w] + obs_len + pred_len - 1 of
+    `index`. Neighbours are looked up per batch and padded to the batch's largest count."""
 
-    past: np.ndarray  # (W, T_obs, 2) float32
-    future: np.ndarray  # (W, T_pred, 2) float32
-    neighbour_offsets: np.ndarray  # (W + 1,) int64: window w owns neighbours[offsets[w]:offsets[w + 1]]
-    neighbours: np.ndarray  # (M, T_obs, 2) float32, NaN where that neighbour is absent
-    agent: np.ndarray  # (W,) int64: index into the table's agent_ids
+    start: np.ndarray  # (W,) int64
+    agent: np.ndarray  # (W,) int64: index into its own table's agent_ids
     last_step: np.ndarray  # (W,) int64: grid step of the last observed position
+    index: SceneIndex
+    obs_len: int
+    pred_len: int
 
     def __len__(self) -> int:
-        return len(self.past)
+        return len(self.start)
+
+    @property
+    def past(self) -> np.ndarray:
+        """(W, T_obs, 2) float32, gathered on each access."""
+        return self._tracks(self.start)[:, :self.obs_len]
+
+    @property
+    def future(self) -> np.ndarray:
+        """(W, T_pred, 2) float32, gathered on each access."""
+        return self._tracks(self.start)[:, self.obs_len:]
 
     @classmethod
     def concatenate(cls, parts: list[Windows]) -> Windows:
-        """Windows of several scenes in one set; agent indices stay per scene."""
-        counts = np.cumsum([0] + [len(p.neighbours) for p in parts[:-1]])
-        offsets = [parts[0].neighbour_offsets[:1]] + [p.neighbour_offsets[1:] + c for p, c in zip(parts, counts)]
+        """Windows of several tables in one set; agent indices stay per table."""
+        rows = np.cumsum([0] + [len(p.index.agent) for p in parts[:-1]])
         return cls(
-            past=np.concatenate([p.past for p in parts]),
-            future=np.concatenate([p.future for p in parts]),
-            neighbour_offsets=np.concatenate(offsets),
-            neighbours=np.concatenate([p.neighbours for p in parts]),
+            start=np.concatenate([p.start + r for p, r in zip(parts, rows)]),
             agent=np.concatenate([p.agent for p in parts]),
             last_step=np.concatenate([p.last_step for p in parts]),
+            index=SceneIndex.merge([p.index for p in parts]),
+            obs_len=parts[0].obs_len,
+            pred_len=parts[0].pred_len,
         )
+
+    def neighbour_tracks(self, i: int) -> np.ndarray:
+        """The neighbours of window i: (N_i, T_obs, 2), agents ascending, NaN where absent."""
+        return self.index.neighbours(self.start[i:i + 1], self.obs_len)[1]
 
     def batch(self, indices) -> TrajectoryBatch:
         """Gather windows into a batch, padding neighbours to the largest count among them."""
-        idx = np.asarray(indices, dtype=np.int64)
-        start = self.neighbour_offsets[idx]
-        count = self.neighbour_offsets[idx + 1] - start
-        n_max = int(count.max(initial=0))
-        slot = np.arange(n_max)
-        present = slot[None, :] < count[:, None]  # (B, N)
-        neigh = self.neighbours[np.where(present, start[:, None] + slot[None, :], 0)]  # (B, N, T_obs, 2)
-        mask = ~np.isnan(neigh[..., 0]) & present[..., None]  # (B, N, T_obs)
+        start = self.start[np.asarray(indices, dtype=np.int64)]
+        tracks = self._tracks(start)
+        counts, pos = self.index.neighbours(start, self.obs_len)
+        owner = np.repeat(np.arange(len(start)), counts)  # the window of each neighbour track
+        slot = np.arange(len(pos)) - np.repeat(np.cumsum(counts) - counts, counts)
+        neigh = np.full((len(start), int(counts.max(initial=0)), self.obs_len, 2), np.nan, dtype=np.float32)
+        neigh[owner, slot] = pos
+        mask = ~np.isnan(neigh[..., 0])  # (B, N, T_obs): padding slots are all NaN, so never observed
         return TrajectoryBatch(
-            past=torch.from_numpy(self.past[idx]),
-            future=torch.from_numpy(self.future[idx]),
+            past=torch.from_numpy(np.ascontiguousarray(tracks[:, :self.obs_len])),
+            future=torch.from_numpy(np.ascontiguousarray(tracks[:, self.obs_len:])),
             neighbours=torch.from_numpy(np.where(mask[..., None], neigh, np.float32(0.0))),
             neighbour_mask=torch.from_numpy(mask),
         )
+
+    def _tracks(self, start: np.ndarray) -> np.ndarray:
+        """Positions over all steps of the windows starting at rows `start`: (len, T_obs + T_pred, 2)."""
+        return self.index.xy[start[:, None] + np.arange(self.obs_len + self.pred_len)]
 
 
 def make_windows(table: TrackTable, obs_len: int, pred_len: int, stride: int = 1) -> Windows:
@@ -77,57 +163,11 @@ def make_windows(table: TrackTable, obs_len: int, pred_len: int, stride: int = 1
     pos_in_run = np.arange(len(step)) - run_start
     rows_left = run_end[run_id] - np.arange(len(step)) + 1
     starts = np.flatnonzero((rows_left >= length) & (pos_in_run % stride == 0))
-
-    rows = starts[:, None] + np.arange(length)  # (W, L)
-    xy = table.xy[rows].astype(np.float32)
-    last_step = step[starts + obs_len - 1]
-    offsets, neighbours = _neighbours(table, agent[starts], last_step - obs_len + 1, obs_len)
     return Windows(
-        past=xy[:, :obs_len],
-        future=xy[:, obs_len:],
-        neighbour_offsets=offsets,
-        neighbours=neighbours,
+        start=starts,
         agent=agent[starts],
-        last_step=last_step,
+        last_step=step[starts + obs_len - 1],
+        index=SceneIndex.build(table),
+        obs_len=obs_len,
+        pred_len=pred_len,
     )
-
-
-def _neighbours(table: TrackTable, target: np.ndarray, first_step: np.ndarray, obs_len: int):
-    """Ragged neighbour tracks: every other agent present in steps first_step .. first_step + obs_len - 1."""
-    if len(target) == 0:
-        return np.zeros(1, np.int64), np.zeros((0, obs_len, 2), np.float32)
-    # Steps renumbered densely over the steps the table has, so index arrays scale with its rows, not with
-    # the span of its frame numbers. A window's observed steps all exist: the target is present in each.
-    present_steps, step = np.unique(table.step, return_inverse=True)
-    first_step = np.searchsorted(present_steps, first_step)
-    n_steps = len(present_steps)
-    by_step = np.argsort(step, kind="stable")
-    step_start = np.searchsorted(step[by_step], np.arange(n_steps + 1))
-    per_step = np.diff(step_start)
-    width = int(per_step.max(initial=0))
-    # Rows are sorted by (agent, step), so these keys are sorted and searchsorted finds any (agent, step).
-    keys = table.agent * n_steps + step
-
-    counts, chunks = [], []
-    for lo in range(0, len(target), _CHUNK):
-        tgt, first = target[lo:lo + _CHUNK], first_step[lo:lo + _CHUNK]
-        steps = first[:, None] + np.arange(obs_len)  # (C, T_obs)
-        slot = np.arange(width)
-        valid = slot[None, None, :] < per_step[steps][..., None]  # (C, T_obs, width)
-        rows = by_step[np.minimum(step_start[steps][..., None] + slot, len(by_step) - 1)]
-        cand = np.where(valid, table.agent[rows], -1).reshape(len(tgt), -1)
-        cand[cand == tgt[:, None]] = -1
-        cand.sort(axis=1)
-        dup = np.zeros_like(cand, dtype=bool)
-        dup[:, 1:] = cand[:, 1:] == cand[:, :-1]
-        keep = (cand >= 0) & ~dup
-        counts.append(keep.sum(axis=1))
-        window, col = np.nonzero(keep)  # row-major: grouped by window, agents ascending
-        nb_agent = cand[window, col]
-        nb_keys = nb_agent[:, None] * n_steps + steps[window]  # (M, T_obs)
-        found = np.minimum(np.searchsorted(keys, nb_keys), len(keys) - 1)
-        hit = keys[found] == nb_keys
-        pos = np.where(hit[..., None], table.xy[found], np.nan)
-        chunks.append(pos.astype(np.float32))
-    offsets = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
-    return offsets, np.concatenate(chunks)
