@@ -69,7 +69,8 @@ def run_benchmark(cfg: DictConfig) -> dict:
         metrics["likelihood_seconds"] = round(time.perf_counter() - start, 2)
         if variant == cfg.speed_variant and seed == cfg.seeds[0] and cfg.checkpoints_dir:
             ship_checkpoint(best, Path(cfg.checkpoints_dir) / f"{scene}.ckpt")
-        write_json({"variant": variant, "scene": scene, "seed": seed, "commit": git_commit(),
+        commit = git_commit(outputs=(str(cfg.output_dir), str(cfg.checkpoints_dir or cfg.output_dir)))
+        write_json({"variant": variant, "scene": scene, "seed": seed, "commit": commit,
                     "hardware": hardware(), "overrides": overrides, **metrics}, record)
     results = collect(cfg)
     if cfg.speed_variant in cfg.variants and cfg.checkpoints_dir and (Path(cfg.checkpoints_dir) / "univ.ckpt").is_file():
@@ -179,12 +180,18 @@ def ship_checkpoint(source: Path, dest: Path) -> None:
         torch.save({key: full[key] for key in SHIPPED_KEYS}, tmp)
 
 
-def git_commit() -> str | None:
-    """The commit the code ran at, with a + when the work tree had uncommitted changes."""
+def git_commit(outputs: tuple[str, ...] = (), cwd: str | Path | None = None) -> str | None:
+    """The commit the code ran at, with a + when tracked files other than `outputs` (the benchmark's own
+    records and shipped checkpoints, which a rerun rewrites) had uncommitted changes."""
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, check=True).stdout.strip()
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=cwd).stdout.strip()
+        top = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True,
+                                  check=True, cwd=cwd).stdout.strip()).resolve()
+        inside = [(Path(cwd or ".") / o).resolve() for o in outputs]  # outputs outside the repo change nothing
+        exclude = [f":(top,exclude){p.relative_to(top)}" for p in inside if p.is_relative_to(top)]
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *exclude],
+                               capture_output=True, text=True, check=True, cwd=cwd).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return head + ("+" if dirty else "")

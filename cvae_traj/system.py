@@ -12,9 +12,10 @@ import lightning as L
 import torch
 from torch import Tensor
 from torch.distributions import Distribution
+from torchmetrics import MeanMetric, MetricCollection
 
 from cvae_traj.batch import TrajectoryBatch
-from cvae_traj.diagnostics import COLLAPSE_NATS, latent_diagnostics
+from cvae_traj.diagnostics import COLLAPSE_NATS, latent_diagnostics_from_sums, latent_sums
 from cvae_traj.errors import TrainingDivergedError
 from cvae_traj.metrics import constant_velocity, min_ade, min_fde
 from cvae_traj.models import (GRUTrajectoryDecoder, HistoryEncoder, PriorNet, RecognitionNet, SocialEncoder,
@@ -81,6 +82,12 @@ class TrajectoryCVAE(L.LightningModule):
         self.prior_net = PriorNet(context_dim, latent_dim, hidden_dim)
         self.recognition_net = RecognitionNet(context_dim, latent_dim, hidden_dim)
         self.generation_net = DECODERS[decoder](context_dim, latent_dim, pred_len, hidden_dim)
+        # Means over windows that stay right across processes: each holds a sum and a count, all-reduced
+        # at epoch end, so unequal shards are weighted by their windows (not averaged per process).
+        names = [f"min_ade_{num_eval_samples}", f"min_fde_{num_eval_samples}", "ml_ade", "ml_fde", "cv_ade", "cv_fde",
+                 "nelbo"] + ([f"nll_iwae_{num_eval_importance}"] if num_eval_importance else [])
+        self.val_metrics = MetricCollection({n: MeanMetric() for n in names}, prefix="val/")
+        self.test_metrics = MetricCollection({n: MeanMetric() for n in names}, prefix="test/")
 
     def forward(self, batch: TrajectoryBatch | Tensor, num_samples: int = 20) -> Tensor:
         return self.sample(batch, num_samples=num_samples)
@@ -210,14 +217,16 @@ class TrajectoryCVAE(L.LightningModule):
         self._evaluate(batch, "val")
 
     def on_validation_epoch_start(self) -> None:
-        self._latent_stats: list[tuple[Tensor, Tensor]] = []
+        self._latent_stats: list[Tensor] = []
 
     def on_validation_epoch_end(self) -> None:
         """KL per latent dimension and active units over the validation windows, with a collapse warning."""
-        if not self._latent_stats:
+        if not getattr(self, "_latent_stats", None):
             return
-        stats = latent_diagnostics(torch.cat([m for m, _ in self._latent_stats]),
-                                   torch.cat([kl for _, kl in self._latent_stats]))
+        sums = torch.stack(self._latent_stats).sum(0)
+        if self._trainer is not None and getattr(self.trainer, "world_size", 1) > 1:
+            sums = self.trainer.strategy.reduce(sums, reduce_op="sum")  # every process's windows
+        stats = latent_diagnostics_from_sums(sums)
         self.latent_stats = stats  # the last validation's, for plots and reports
         self.log("val/active_units", float(stats["active_units"]))
         self.log_dict({f"val/kl_dim/{i}": v for i, v in enumerate(stats["kl_per_dim"].tolist())})
@@ -253,18 +262,20 @@ class TrajectoryCVAE(L.LightningModule):
         likely = self.most_likely(batch).unsqueeze(1)
         terms = self.elbo_terms(batch)
         if split == "val" and hasattr(self, "_latent_stats"):
-            self._latent_stats.append((self.posterior_mean(batch), terms["kl_per_dim"]))
-        metrics = {
-            f"{split}/min_ade_{k}": min_ade(samples, batch.future).mean(),
-            f"{split}/min_fde_{k}": min_fde(samples, batch.future).mean(),
-            f"{split}/ml_ade": min_ade(likely, batch.future).mean(),
-            f"{split}/ml_fde": min_fde(likely, batch.future).mean(),
-            f"{split}/cv_ade": min_ade(cv, batch.future).mean(),
-            f"{split}/cv_fde": min_fde(cv, batch.future).mean(),
-            f"{split}/nelbo": (terms["rec_nll"] + terms["kl_per_dim"].sum(-1)).mean(),
+            self._latent_stats.append(latent_sums(self.posterior_mean(batch), terms["kl_per_dim"]))
+        per_window = {  # (B,) each
+            f"min_ade_{k}": min_ade(samples, batch.future),
+            f"min_fde_{k}": min_fde(samples, batch.future),
+            "ml_ade": min_ade(likely, batch.future),
+            "ml_fde": min_fde(likely, batch.future),
+            "cv_ade": min_ade(cv, batch.future),
+            "cv_fde": min_fde(cv, batch.future),
+            "nelbo": terms["rec_nll"] + terms["kl_per_dim"].sum(-1),
         }
         s = self.hparams.num_eval_importance
         if s:
-            metrics[f"{split}/nll_iwae_{s}"] = self.importance_nll(batch, s).mean()
+            per_window[f"nll_iwae_{s}"] = self.importance_nll(batch, s)
+        metrics = self.val_metrics if split == "val" else self.test_metrics
+        for name, values in per_window.items():
+            metrics[name].update(values)
         self.log_dict(metrics, batch_size=len(batch), prog_bar=split == "val")
-

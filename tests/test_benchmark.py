@@ -1,5 +1,6 @@
 """The benchmark pipeline on one fold and a few batches: protocol facts, table, shipped checkpoint, timing."""
 import json
+import subprocess
 
 import pandas as pd
 import pytest
@@ -81,3 +82,24 @@ def test_sampling_speed_counts_agents_at_every_frame(tmp_path, eth_ucy_root):
     # Every window has a full 8-step history at its last observed frame; a few more agents do without a future.
     assert speed["agents"] >= 364 and speed["ms_per_agent"] > 0
 
+
+
+def test_commit_is_marked_dirty_by_code_changes_not_by_benchmark_outputs(tmp_path):
+    from cvae_traj.benchmark import git_commit
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "results" / "table.md").write_text("old\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    clean = git_commit(outputs=("results",), cwd=tmp_path)
+    assert clean and not clean.endswith("+")
+    (tmp_path / "results" / "table.md").write_text("rerun\n")
+    assert git_commit(outputs=("results",), cwd=tmp_path) == clean
+    assert git_commit(cwd=tmp_path) == clean + "+"
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(outputs=("results",), cwd=tmp_path) == clean + "+"

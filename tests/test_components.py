@@ -147,13 +147,22 @@ def test_latent_diagnostics_count_active_units_and_detect_collapse():
     assert stats["active_units"] == 2 and not stats["collapsed"]
     torch.testing.assert_close(stats["kl_per_dim"], kl[0])
     assert latent_diagnostics(means * 0, kl * 0.001)["collapsed"]
+    # Sums from unequal shards (batches, processes) add up to the statistics of all windows.
+    from cvae_traj.diagnostics import latent_diagnostics_from_sums, latent_sums
+
+    shards = latent_sums(means[:123], kl[:123]) + latent_sums(means[123:], kl[123:])
+    merged = latent_diagnostics_from_sums(shards)
+    torch.testing.assert_close(merged["activity"], means.var(0), rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(merged["kl_per_dim"], kl.mean(0))
 
 
 def test_collapse_warning_names_the_remedy(caplog):
     import logging
 
+    from cvae_traj.diagnostics import latent_sums
+
     model = TrajectoryCVAE(latent_dim=3)
-    model._latent_stats = [(torch.zeros(10, 3), torch.zeros(10, 3))]
+    model._latent_stats = [latent_sums(torch.zeros(10, 3), torch.zeros(10, 3))]
     model.log = model.log_dict = lambda *a, **k: None  # no trainer to log to in this unit test
     model._trainer = SimpleNamespace(sanity_checking=False, global_step=0)
     with caplog.at_level(logging.WARNING):

@@ -10,6 +10,7 @@ from abc import abstractmethod
 from typing import Literal
 
 import lightning as L
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
 from cvae_traj.batch import TrajectoryBatch
@@ -110,10 +111,19 @@ class TrackDataModule(L.LightningDataModule):
         return self._loader("test", self.eval_batch_size, shuffle=False)
 
     def _loader(self, split: Split, batch_size: int, shuffle: bool) -> DataLoader:
+        dataset = WindowDataset(self.windows(split))
+        sampler = None
+        world = getattr(self.trainer, "world_size", 1) if self.trainer is not None else 1
+        if split != "train" and world > 1:
+            # Each process evaluates a disjoint share and nothing is padded, so no window counts twice
+            # (Lightning's own DistributedSampler would repeat windows to even the shares out).
+            sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world, rank=self.trainer.global_rank,
+                                                   shuffle=False)
         return DataLoader(
-            WindowDataset(self.windows(split)),
+            dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             drop_last=False,
             num_workers=self.num_workers,
             collate_fn=collate_batch,
