@@ -147,7 +147,8 @@ def validate_tracks(
     agent, agent_ids = pd.factorize(agent_col, sort=True)
     agent_ids = np.asarray(agent_ids)
     frame = values["frame"]
-    order = np.lexsort((frame, agent))
+    by_frame = np.argsort(frame, kind="stable")  # then a stable sort by agent: faster than np.lexsort
+    order = by_frame[np.argsort(agent[by_frame], kind="stable")]
     agent, frame = agent[order].astype(np.int64), frame[order]
     xy = np.stack([values["x"][order], values["y"][order]], axis=1)
 
