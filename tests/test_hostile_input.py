@@ -105,7 +105,7 @@ def test_any_file_loads_or_fails_with_input_error(tmp_path, case):
     except InputError as err:
         assert "\n" not in str(err) and str(path) in str(err)
         return
-    assert len(table) > 0 and np.isfinite(table.xy).all()
+    assert len(table) > 0 and np.isfinite(table.xy.astype(np.float32)).all()
 
 
 @pytest.mark.parametrize("ids", [[1, "a", 1, "a"], [2**62, -2**62, 2**62, -2**62]])
@@ -115,6 +115,12 @@ def test_mixed_and_extreme_agent_ids_are_kept_apart(ids):
     table = validate_tracks(df)
     assert len(table.agent_ids) == 2 and sorted(map(str, table.agent_ids)) == sorted(map(str, set(ids)))
     assert (np.bincount(table.agent) == 2).all()
+
+
+def test_positions_beyond_float32_are_rejected_not_turned_into_inf():
+    df = pd.DataFrame({"frame": [0, 10], "agent_id": [1, 1], "x": [0.0, 1e300], "y": 0.0})
+    with pytest.raises(InputError, match=r"column 'x' has 1e\+300 at row 2"):
+        validate_tracks(df, source="t.csv")
 
 
 def test_frames_spanning_more_steps_than_can_be_counted_are_rejected():

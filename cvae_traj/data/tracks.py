@@ -18,6 +18,8 @@ COLUMNS = ("frame", "agent_id", "x", "y")
 TimeUnit = Literal["frame", "seconds"]
 # Timestamps within this fraction of a step of the grid count as on it (float rounding in CSVs).
 _GRID_TOLERANCE = 1e-3
+# Positions are float32 in windows and models; larger magnitudes would become inf.
+_MAX_POSITION = float(np.finfo(np.float32).max)
 # Frames at most this many steps from 0 land on the grid within float64 rounding well below _GRID_TOLERANCE.
 _MAX_STEPS = 2.0**40
 
@@ -140,6 +142,10 @@ def validate_tracks(
             what = "NaN" if np.isnan(arr[i]) else "inf"
             raise InputError(f"{source}: column {names[key]!r} has {what} at row {_row_label(i)} "
                              f"(agent {_id(agent_col.iloc[i])})")
+        if key != "frame" and (np.abs(arr) > _MAX_POSITION).any():
+            i = int(np.argmax(np.abs(arr) > _MAX_POSITION))
+            raise InputError(f"{source}: column {names[key]!r} has {arr[i]:g} at row {_row_label(i)}, beyond the "
+                             f"float32 range the model computes in")
         values[key] = arr
 
     if pd.api.types.is_float_dtype(agent_col) and np.isfinite(agent_col).all() and (agent_col % 1 == 0).all():
