@@ -73,16 +73,19 @@ def export_onnx(model: TrajectoryCVAE, path: str | Path) -> Path:
                       "y_noise": {0: samples, 1: agents}}
     sampler = NoiseSampler(model)
     validate = torch.distributions.Distribution._validate_args
+    onnx_log = logging.getLogger("torch.onnx")
+    log_level = onnx_log.level
     torch.distributions.Distribution.set_default_validate_args(False)  # value checks are data-dependent branches
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+            onnx_log.setLevel(logging.ERROR)
             program = torch.onnx.export(sampler, example_inputs(model), dynamo=True, input_names=list(INPUT_NAMES),
                                         output_names=list(OUTPUT_NAMES), dynamic_shapes=dynamic_shapes,
                                         verbose=False)
     finally:
         torch.distributions.Distribution.set_default_validate_args(validate)
+        onnx_log.setLevel(log_level)  # the caller's logging and validation settings, as they were
     with atomic_path(path) as tmp:
         program.save(str(tmp))
     return path
