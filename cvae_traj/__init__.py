@@ -1,8 +1,8 @@
 """cvae_traj: multi-modal trajectory forecasting with a conditional VAE."""
 from cvae_traj.batch import TrajectoryBatch
 from cvae_traj.data import CsvDataModule, EthUcyDataModule, SyntheticDataModule, TrackDataModule
-from cvae_traj.inference import load_model, predict_futures
+from cvae_traj.inference import iter_futures, load_model, predict_futures
 from cvae_traj.system import TrajectoryCVAE
 
 __all__ = ["CsvDataModule", "EthUcyDataModule", "SyntheticDataModule", "TrackDataModule", "TrajectoryBatch",
-           "TrajectoryCVAE", "load_model", "predict_futures"]
+           "TrajectoryCVAE", "iter_futures", "load_model", "predict_futures"]

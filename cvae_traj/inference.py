@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
 from cvae_traj.data.tracks import TimeUnit, TrackTable, validate_tracks
@@ -52,7 +54,6 @@ def current_windows(table: TrackTable, obs_len: int, at_step: int) -> Windows:
     return windows
 
 
-@torch.no_grad()
 def predict_futures(
     model: TrajectoryCVAE,
     tracks: pd.DataFrame | TrackTable,
@@ -62,33 +63,64 @@ def predict_futures(
     time_unit: TimeUnit = "frame",
     frame_step: float | None = None,
     batch_size: int = 1024,
+    neighbour_budget: int = 2**18,
 ) -> pd.DataFrame:
     """K sampled futures per agent, in long format with columns agent_id, sample, step, frame, x, y.
 
     Agents are those whose last T_obs positions are consecutive and end at `at_frame` (default: the
     table's last frame). `step` runs 1..T_pred and `frame` is the future frame in the table's units;
-    `sample` runs 0..K-1. Seed with torch.manual_seed for repeatable samples.
+    `sample` runs 0..K-1. Seed with torch.manual_seed for repeatable samples. `iter_futures` gives the same
+    rows batch by batch, for more agents than the futures of all of them fit in memory.
+    """
+    return pd.concat(iter_futures(model, tracks, num_samples, at_frame, columns, time_unit, frame_step, batch_size,
+                                  neighbour_budget), ignore_index=True)
+
+
+def iter_futures(
+    model: TrajectoryCVAE,
+    tracks: pd.DataFrame | TrackTable,
+    num_samples: int = 20,
+    at_frame: float | None = None,
+    columns: Mapping[str, str] | None = None,
+    time_unit: TimeUnit = "frame",
+    frame_step: float | None = None,
+    batch_size: int = 1024,
+    neighbour_budget: int = 2**18,
+) -> Iterator[pd.DataFrame]:
+    """The rows of `predict_futures`, one data frame per batch, sampled as they are asked for.
+
+    A batch holds at most `batch_size` agents, and fewer in a crowd: every agent present in the observed
+    frames is a neighbour of each, so a batch holds at most `neighbour_budget` neighbour tracks. The table
+    is checked and its agents found here, so bad input raises at the call, before any sampling.
     """
     table = tracks if isinstance(tracks, TrackTable) else validate_tracks(
         tracks, columns=columns, time_unit=time_unit, frame_step=frame_step, dt=model.hparams.dt)
     at_step = frame_to_step(table, at_frame)
     windows = current_windows(table, model.hparams.obs_len, at_step)
+    # All windows end at the same step, so each has the same neighbours count: the others present.
+    crowd = int(windows.index.neighbours(windows.start[:1], model.hparams.obs_len)[0][0])
+    size = max(1, min(batch_size, neighbour_budget // max(crowd, 1)))
+    return _sample_batches(model, table, windows, at_step, num_samples, size)
+
+
+@torch.no_grad()
+def _sample_batches(model: TrajectoryCVAE, table: TrackTable, windows: Windows, at_step: int, num_samples: int,
+                    batch_size: int) -> Iterator[pd.DataFrame]:
     device = next(model.parameters()).device
-    chunks = []
+    steps = np.arange(1, model.hparams.pred_len + 1)
+    frames = table.frames(at_step + steps)
     for lo in range(0, len(windows), batch_size):
-        batch = windows.batch(np.arange(lo, min(lo + batch_size, len(windows)))).to(device)
-        chunks.append(model.sample(batch, num_samples=num_samples).cpu().numpy())
-    samples = np.concatenate(chunks)  # (W, K, T_pred, 2)
-    w, k, t, _ = samples.shape
-    steps = np.arange(1, t + 1)
-    return pd.DataFrame({
-        "agent_id": np.repeat(table.agent_ids[windows.agent], k * t),
-        "sample": np.tile(np.repeat(np.arange(k), t), w),
-        "step": np.tile(steps, w * k),
-        "frame": np.tile(table.frames(at_step + steps), w * k),
-        "x": samples[..., 0].ravel(),
-        "y": samples[..., 1].ravel(),
-    }, columns=list(FUTURE_COLUMNS))
+        index = np.arange(lo, min(lo + batch_size, len(windows)))
+        samples = model.sample(windows.batch(index).to(device), num_samples=num_samples).cpu().numpy()
+        w, k, t, _ = samples.shape  # (W, K, T_pred, 2)
+        yield pd.DataFrame({
+            "agent_id": np.repeat(table.agent_ids[windows.agent[index]], k * t),
+            "sample": np.tile(np.repeat(np.arange(k), t), w),
+            "step": np.tile(steps, w * k),
+            "frame": np.tile(frames, w * k),
+            "x": samples[..., 0].ravel(),
+            "y": samples[..., 1].ravel(),
+        }, columns=list(FUTURE_COLUMNS))
 
 
 def frame_to_step(table: TrackTable, frame: float | None) -> int:
@@ -109,14 +141,38 @@ def check_output_path(path: str | Path) -> Path:
     return path
 
 
-def write_futures(futures: pd.DataFrame, path: str | Path) -> None:
-    """Write the futures as CSV or Parquet (by extension), atomically."""
+def write_futures(futures: pd.DataFrame | Iterable[pd.DataFrame], path: str | Path) -> int:
+    """Write futures as CSV or Parquet (by extension), atomically; returns the number of rows written.
+
+    `futures` may be one data frame or an iterable of them (as `iter_futures` gives), written as they come:
+    if the iterable fails part way, the target is left as it was.
+    """
     path = check_output_path(path)
+    chunks = [futures] if isinstance(futures, pd.DataFrame) else futures
+    rows = 0
     with atomic_path(path) as tmp:
         if path.suffix.lower() == ".parquet":
-            futures.to_parquet(tmp, index=False)
+            writer = None
+            try:
+                for chunk in chunks:
+                    part = pa.Table.from_pandas(chunk, preserve_index=False)
+                    writer = writer or pq.ParquetWriter(tmp, part.schema)
+                    writer.write_table(part)
+                    rows += len(chunk)
+                if writer is None:
+                    pd.DataFrame(columns=list(FUTURE_COLUMNS)).to_parquet(tmp, index=False)
+            finally:
+                if writer is not None:
+                    writer.close()
         else:
-            futures.to_csv(tmp, index=False)
+            with open(tmp, "w", newline="") as f:
+                header = True
+                for chunk in chunks:
+                    chunk.to_csv(f, index=False, header=header)
+                    header, rows = False, rows + len(chunk)
+                if header:
+                    f.write(",".join(FUTURE_COLUMNS) + "\n")
+    return rows
 
 
 def _first_line(err: BaseException) -> str:

@@ -6,6 +6,8 @@ import torch
 
 from cvae_traj import TrajectoryCVAE, predict_futures
 from cvae_traj.errors import CheckpointError, InputError
+from cvae_traj.data.tracks import load_recent_tracks
+from cvae_traj.inference import iter_futures, write_futures
 from cvae_traj.prediction import predict
 from conftest import compose_config
 
@@ -99,14 +101,15 @@ def test_predict_writes_csv_parquet_and_plot(predict_cfg, tmp_path):
     (lambda df: df.assign(x=df["x"].astype(object).where(df.index != 3, "abc")), InputError, "non-numeric value 'abc'"),
     (lambda df: df.assign(y=df["y"].where(df.index != 5, np.nan)), InputError, "column 'y' has NaN"),
     (lambda df: df.assign(x=df["x"].where(df.index != 5, np.inf)), InputError, "column 'x' has inf"),
-    (lambda df: pd.concat([df, df.iloc[:1]]), InputError, "duplicate rows for agent a at frame 0"),
+    (lambda df: pd.concat([df, df.iloc[-1:]]), InputError, "duplicate rows for agent d at frame 90"),
     (lambda df: df.assign(frame=df["frame"].where(df.index != 4, 17)), InputError, "frame 17 of agent .* is off the grid"),
     (lambda df: df[df["frame"] < 40], InputError, "no agent has 8 consecutive positions"),
 ])
-def test_bad_tables_leave_no_output(predict_cfg, tmp_path, edit, error, message):
+@pytest.mark.parametrize("chunk_rows", [1000000, 3])
+def test_bad_tables_leave_no_output(predict_cfg, tmp_path, edit, error, message, chunk_rows):
     edit(scene()).to_csv(tmp_path / "tracks.csv", index=False)
     with pytest.raises(error, match=message):
-        predict(predict_cfg(plot="true"))
+        predict(predict_cfg(plot="true", chunk_rows=chunk_rows))
     assert not any(tmp_path.glob("out*"))
 
 
@@ -125,3 +128,81 @@ def test_bad_checkpoints_and_paths(predict_cfg, tmp_path):
     with pytest.raises(InputError, match=r"output must end in \.csv or \.parquet"):
         predict(predict_cfg(output=tmp_path / "out.xlsx"))
     assert not any(tmp_path.glob("out*"))
+
+
+def crowd(agents: int = 40, end: int = 40) -> pd.DataFrame:
+    """Agents entering a few frames apart, all walking straight until the last frame, rows shuffled: many
+    current agents, and a long history before the frames a forecast at the last frame uses."""
+    rows = [(10 * f, f"p{i}", 0.3 * (f - i), 0.1 * i) for i in range(agents) for f in range(i // 4, end)]
+    return pd.DataFrame(rows, columns=["frame", "agent_id", "x", "y"]).sample(frac=1.0, random_state=0)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_streamed_prediction_equals_predicting_the_whole_table(predict_cfg, model, tmp_path, suffix):
+    df = crowd()
+    df.to_csv(tmp_path / "tracks.csv", index=False)
+    torch.manual_seed(0)
+    whole = predict_futures(model, df, num_samples=3, batch_size=6)  # the same batches draw the same noise
+    assert whole["agent_id"].nunique() == 40
+    out = tmp_path / f"out{suffix}"
+    predict(predict_cfg(output=out, chunk_rows=7, batch_size=6))
+    streamed = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
+    pd.testing.assert_frame_equal(streamed, whole, check_dtype=False)
+
+
+def test_recent_tracks_keep_only_the_frames_a_forecast_uses(tmp_path):
+    df = crowd()
+    df.to_parquet(tmp_path / "tracks.parquet")
+    last = df["frame"].max()
+    for at, frame_step in [(None, None), (last - 100, None), (last - 100, 10), (last - 100, 5)]:
+        table = load_recent_tracks(tmp_path / "tracks.parquet", 8, 12, at_frame=at, chunk_rows=50,
+                                   frame_step=frame_step)
+        at, step = (last if at is None else at), frame_step or 10
+        kept = df[(df["frame"] > at - 8 * step) & (df["frame"] <= at + 12 * step)]
+        assert len(table) == len(kept) < len(df)
+        assert table.frames(table.step).min() == kept["frame"].min()
+        assert set(np.diff(np.unique(table.step))) == {10 // step}
+
+
+def test_streaming_reports_rows_of_every_chunk(tmp_path):
+    df = crowd().reset_index(drop=True)
+    df.loc[3, "y"] = np.nan  # far before the frames kept, in the first chunk
+    df.to_csv(tmp_path / "tracks.csv", index=False)
+    with pytest.raises(InputError, match=f"column 'y' has NaN at row 4 \\(agent {df.loc[3, 'agent_id']}\\)"):
+        load_recent_tracks(tmp_path / "tracks.csv", 8, 12, chunk_rows=2)
+    df.loc[3, "y"] = 0.0
+    df["x"] = df["x"].astype(object)
+    df.loc[len(df) - 2, "x"] = "east"  # in the last chunk
+    df.to_csv(tmp_path / "tracks.csv", index=False)
+    with pytest.raises(InputError, match=f"non-numeric value 'east' at row {len(df) - 1}$"):
+        load_recent_tracks(tmp_path / "tracks.csv", 8, 12, chunk_rows=5)
+    pd.DataFrame(columns=["frame", "agent_id", "x", "y"]).to_csv(tmp_path / "empty.csv", index=False)
+    with pytest.raises(InputError, match="the table has no rows"):
+        load_recent_tracks(tmp_path / "empty.csv", 8, 12, chunk_rows=5)
+    crowd().to_csv(tmp_path / "tracks.csv", index=False)
+    with pytest.raises(InputError, match="no rows in the 8 steps up to frame 5000"):
+        load_recent_tracks(tmp_path / "tracks.csv", 8, 12, at_frame=5000, frame_step=10)
+
+
+def test_a_failing_stream_leaves_the_old_output(tmp_path):
+    chunk = pd.DataFrame({c: [1] for c in ["agent_id", "sample", "step", "frame", "x", "y"]})
+
+    def failing():
+        yield chunk
+        raise RuntimeError("sampler died")
+
+    for name in ["out.csv", "out.parquet"]:
+        assert write_futures(iter([chunk, chunk]), tmp_path / name) == 2
+        before = (tmp_path / name).read_bytes()
+        with pytest.raises(RuntimeError, match="sampler died"):
+            write_futures(failing(), tmp_path / name)
+        assert (tmp_path / name).read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "out.parquet"]
+
+
+def test_crowds_are_sampled_in_smaller_batches(model):
+    df = crowd()  # 40 agents present: 39 neighbours each
+    chunks = list(iter_futures(model, df, num_samples=2, batch_size=16, neighbour_budget=39 * 5))
+    assert [c["agent_id"].nunique() for c in chunks] == [5] * 8
+    assert [c["agent_id"].nunique() for c in iter_futures(model, df, num_samples=2, batch_size=16)] == [16, 16, 8]
+    assert len(list(iter_futures(model, df, num_samples=2, neighbour_budget=1))) == 40
