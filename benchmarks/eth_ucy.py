@@ -1,4 +1,8 @@
-"""ETH/UCY five-fold benchmark: python benchmarks/eth_ucy.py [scenes=[...]] [seeds=[...]] [variants=[...]]"""
+"""ETH/UCY five-fold benchmark:
+
+    python benchmarks/eth_ucy.py [scenes=[...]] [seeds=[...]] [variants=[...]] [workers=2]
+"""
+import os
 import shlex
 import sys
 
@@ -13,7 +17,10 @@ from cvae_traj.cli import run_or_exit
 def main(cfg: DictConfig) -> None:
     with open_dict(cfg):
         cfg.command = shlex.join(["python", "benchmarks/eth_ucy.py", *sys.argv[1:]])
-    print(markdown_table(run_or_exit(lambda: run_benchmark(cfg))))
+        cfg.argv, cfg.script = sys.argv[1:], os.path.abspath(__file__)
+    results = run_or_exit(lambda: run_benchmark(cfg))
+    if results:  # runs started by workers=N build no table
+        print(markdown_table(results))
 
 
 if __name__ == "__main__":

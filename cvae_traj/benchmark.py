@@ -9,9 +9,12 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import platform
 import subprocess
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +25,7 @@ from omegaconf import DictConfig
 
 from cvae_traj.data.eth_ucy import SCENES
 from cvae_traj.data.tracks import read_raw_eth_ucy, validate_tracks
-from cvae_traj.errors import InputError
+from cvae_traj.errors import CvaeTrajError, InputError
 from cvae_traj.evaluation import evaluate_likelihood
 from cvae_traj.inference import load_model, predict_futures
 from cvae_traj.io import atomic_path, write_json
@@ -48,15 +51,11 @@ def run_benchmark(cfg: DictConfig) -> dict:
     benchmark can be continued across sessions; `fresh=true` retrains runs that already have a record.
     """
     out_dir = Path(cfg.output_dir)
-    # Seed-major order: every scene of the first seed finishes (and ships its model) before the next seed.
-    for variant, seed, scene in itertools.product(cfg.variants, cfg.seeds, cfg.scenes):
-        record = run_record_path(out_dir, variant, scene, seed)
-        if record.is_file() and not cfg.fresh:
-            log.info("kept %s / %s / seed %d from %s", variant, scene, seed, record)
-            continue
-        if cfg.report_only:
-            log.info("not run yet: %s / %s / seed %d", variant, scene, seed)
-            continue
+    jobs = pending_runs(cfg)
+    if cfg.workers > 1 and not cfg.report_only:
+        run_in_workers(cfg, jobs)
+        jobs = []
+    for variant, seed, scene in jobs:
         run_dir = Path(cfg.runs_dir) / variant / scene / f"seed{seed}"
         overrides = [*cfg.train_overrides, *cfg.ablations[variant], f"data.scene={scene}", f"seed={seed}",
                      f"paths.output_dir={run_dir}", f"paths.data_dir={cfg.data_dir}"]
@@ -67,11 +66,14 @@ def run_benchmark(cfg: DictConfig) -> dict:
         best = run_dir / metrics["best_checkpoint"]
         metrics["likelihood"] = likelihood_on_test(train_cfg, best, cfg.likelihood, seed)
         metrics["likelihood_seconds"] = round(time.perf_counter() - start, 2)
-        if variant == cfg.speed_variant and seed == cfg.seeds[0] and cfg.checkpoints_dir:
+        if variant == cfg.speed_variant and seed == cfg.ship_seed and cfg.checkpoints_dir:
             ship_checkpoint(best, Path(cfg.checkpoints_dir) / f"{scene}.ckpt")
         commit = git_commit(outputs=(str(cfg.output_dir), str(cfg.checkpoints_dir or cfg.output_dir)))
         write_json({"variant": variant, "scene": scene, "seed": seed, "commit": commit,
-                    "hardware": hardware(), "overrides": overrides, **metrics}, record)
+                    "hardware": hardware(cfg.runs_at_once), "overrides": overrides, **metrics},
+                   run_record_path(out_dir, variant, scene, seed))
+    if not cfg.tabulate:
+        return {}
     results = collect(cfg)
     if cfg.speed_variant in cfg.variants and cfg.checkpoints_dir and (Path(cfg.checkpoints_dir) / "univ.ckpt").is_file():
         results["sampling"] = sampling_speed(Path(cfg.checkpoints_dir) / "univ.ckpt", Path(cfg.data_dir) / "eth_ucy",
@@ -83,6 +85,65 @@ def run_benchmark(cfg: DictConfig) -> dict:
     if curves:
         save_figure(plot_reliability(curves), out_dir / "reliability.png")
     return results
+
+
+def pending_runs(cfg: DictConfig) -> list[tuple[str, int, str]]:
+    """(variant, seed, scene) of the runs to train: those without a record, or all with fresh=true.
+
+    Seed-major order: every scene of the first seed finishes (and ships its model) before the next seed.
+    """
+    jobs = []
+    for variant, seed, scene in itertools.product(cfg.variants, cfg.seeds, cfg.scenes):
+        record = run_record_path(Path(cfg.output_dir), variant, scene, seed)
+        if record.is_file() and not cfg.fresh:
+            log.info("kept %s / %s / seed %d from %s", variant, scene, seed, record)
+        elif cfg.report_only:
+            log.info("not run yet: %s / %s / seed %d", variant, scene, seed)
+        else:
+            jobs.append((variant, seed, scene))
+    return jobs
+
+
+# Rough relative cost of a run per fold (training on the other four scenes, then the likelihood pass on the
+# fold's test windows), so that the longest runs start first when runs share the CPU.
+_FOLD_COST = {"univ": 5, "eth": 4, "hotel": 4, "zara1": 3, "zara2": 3}
+
+
+def worker_commands(cfg: DictConfig, jobs: list[tuple[str, int, str]]) -> list[list[str]]:
+    """One benchmark command per pending run, longest first, each one thread's share of the CPU cores."""
+    base = [a for a in cfg.argv if a.split("=", 1)[0].lstrip("+~") not in _WORKER_KEYS]
+    ordered = sorted(jobs, key=lambda job: -_FOLD_COST.get(job[2], 0))
+    return [[sys.executable, str(cfg.script), *base, f"variants=[{variant}]", f"seeds=[{seed}]", f"scenes=[{scene}]",
+             "fresh=true", "tabulate=false", "workers=1", f"runs_at_once={cfg.workers}"]
+            for variant, seed, scene in ordered]
+
+
+_WORKER_KEYS = {"variants", "seeds", "scenes", "fresh", "tabulate", "workers", "runs_at_once", "report_only"}
+
+
+def run_in_workers(cfg: DictConfig, jobs: list[tuple[str, int, str]]) -> None:
+    """Run the pending runs as separate processes, cfg.workers at a time, each with cpu_count // workers torch
+    threads: on a small CPU two one-thread runs finish nearly twice as fast as two two-thread runs in turn."""
+    if not cfg.script:
+        raise CvaeTrajError("workers > 1 starts the benchmark script once per run: set `script` to its path")
+    env = os.environ | {var: str(max(1, (os.cpu_count() or 1) // cfg.workers))
+                        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    logs = Path(cfg.runs_dir) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+
+    def run(command: list[str]) -> tuple[str, int]:
+        name = "_".join(a.split("=", 1)[1].strip("[]") for a in command
+                        if a.startswith(("variants=", "scenes=", "seeds=")))
+        with open(logs / f"{name}.log", "w") as out:
+            log.info("started %s (log: %s)", name, out.name)
+            code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+        log.info("finished %s: exit %d", name, code)
+        return name, code
+
+    with ThreadPoolExecutor(cfg.workers) as pool:
+        failed = [name for name, code in pool.map(run, worker_commands(cfg, jobs)) if code]
+    if failed:
+        raise CvaeTrajError(f"benchmark runs failed: {', '.join(failed)} (their logs are in {logs})")
 
 
 def likelihood_on_test(train_cfg: DictConfig, ckpt: Path, settings: DictConfig, seed: int) -> dict:
@@ -197,8 +258,9 @@ def git_commit(outputs: tuple[str, ...] = (), cwd: str | Path | None = None) -> 
     return head + ("+" if dirty else "")
 
 
-def hardware() -> dict:
-    return {"cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
+def hardware(runs_at_once: int = 1) -> dict:
+    return {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "runs_at_once": runs_at_once,
             "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform()}
 
 
@@ -206,8 +268,7 @@ def markdown_table(results: dict) -> str:
     """The results as Markdown: one row per scene and variant, the scene average, and the run facts."""
     lines = ["# ETH/UCY leave-one-out benchmark", "",
              f"Command: `{results['command']}`  ", f"Seeds: {results['seeds']}  ",
-             f"Hardware: {results['hardware']['cpu']}, {results['hardware']['torch_threads']} torch threads, "
-             f"torch {results['hardware']['torch']}  ", f"Protocol: {results['protocol']}", "",
+             f"Hardware: {_hardware_line(results)}  ", f"Protocol: {results['protocol']}", "",
              "minADE_20 / minFDE_20 in metres (mean ± std over the seeds run); constant velocity (CV) on the same "
              "windows. Train and test times are wall seconds per run.", "",
              "| variant | scene | windows | seeds | minADE_20 | minFDE_20 | CV ADE | CV FDE | params | train s | test s |",
@@ -235,6 +296,16 @@ def markdown_table(results: dict) -> str:
                       f"predict_futures at every frame of the UNIV test set ({s['agents']} agents, "
                       f"{s['threads']} threads)."]
     return "\n".join(lines) + "\n"
+
+
+def _hardware_line(results: dict) -> str:
+    """The CPU and torch, and how the recorded runs shared the CPU (threads each, runs at once)."""
+    h = results["hardware"]
+    shares = sorted({(r["hardware"].get("torch_threads"), r["hardware"].get("runs_at_once", 1))
+                     for v in results["variants"].values() for row in v["scenes"].values() for r in row["runs"]},
+                    key=str)
+    runs = "; ".join(f"{t} torch thread(s) per training run, {n} run(s) at a time" for t, n in shares)
+    return f"{h['cpu']}, {h.get('cpu_count', '?')} CPUs, torch {h['torch']}" + (f"; {runs}" if runs else "")
 
 
 def likelihood_table(results: dict) -> list[str]:

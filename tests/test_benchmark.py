@@ -1,5 +1,6 @@
 """The benchmark pipeline on one fold and a few batches: protocol facts, table, shipped checkpoint, timing."""
 import json
+import os
 import subprocess
 
 import pandas as pd
@@ -8,7 +9,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from cvae_traj import TrajectoryCVAE, predict_futures
-from cvae_traj.benchmark import run_benchmark, sampling_speed
+from cvae_traj.benchmark import pending_runs, run_benchmark, run_record_path, sampling_speed, worker_commands
 from cvae_traj.data.tracks import read_raw_eth_ucy, validate_tracks
 from conftest import ROOT
 
@@ -17,14 +18,15 @@ TRAIN_OVERRIDES = ["experiment=eth_ucy", "logger=csv", "trainer.accelerator=cpu"
 
 
 def test_benchmark_smoke_on_one_fold(tmp_path, eth_ucy_root, monkeypatch):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="benchmark", overrides=[
-            "scenes=[zara1]", "seeds=[0]", "variants=[full,no_social]", f"data_dir={eth_ucy_root.parent}",
+    argv = ["scenes=[zara1]", "seeds=[0]", "variants=[full,no_social]", f"data_dir={eth_ucy_root.parent}",
             f"runs_dir={tmp_path / 'runs'}", f"output_dir={tmp_path / 'results'}",
             f"checkpoints_dir={tmp_path / 'ckpt'}", "command=smoke", "likelihood.num_importance=5",
             "likelihood.kde_samples=50", "likelihood.calibration_samples=40", "likelihood.calibration_levels=[0.5,0.9]",
-            "train_overrides=[" + ",".join(f"'{o}'" for o in TRAIN_OVERRIDES) + "]",
-        ])
+            "train_overrides=[" + ",".join(f"'{o}'" for o in TRAIN_OVERRIDES) + "]", "workers=2"]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="benchmark", overrides=argv)
+        cfg.argv, cfg.script = argv, str(ROOT / "benchmarks" / "eth_ucy.py")
+        # Both variants train at once, each in its own benchmark process with half the cores' threads.
         results = run_benchmark(cfg)
         # A second call continues from the records: nothing is trained again and the table is the same.
         monkeypatch.setattr("cvae_traj.benchmark.train", lambda cfg: pytest.fail("retrained a recorded run"))
@@ -32,6 +34,8 @@ def test_benchmark_smoke_on_one_fold(tmp_path, eth_ucy_root, monkeypatch):
 
     row = results["variants"]["full"]["scenes"]["zara1"]
     assert row["windows"] == 2356  # PROTOCOL.md's ZARA1 test count
+    threads = max(1, os.cpu_count() // 2)
+    assert {r["hardware"]["torch_threads"] for r in row["runs"]} == {threads}
     run = row["runs"][0]
     assert run["windows"]["test"] == 2356
     # The checkpoint was chosen on validation: the epoch it comes from has the best logged validation score.
@@ -56,6 +60,7 @@ def test_benchmark_smoke_on_one_fold(tmp_path, eth_ucy_root, monkeypatch):
     table = (tmp_path / "results" / "eth_ucy.md").read_text()
     assert f"| full | zara1 | {row['kde_nll']['mean']:.3f} ± 0.000 | -1.13 |" in table
     assert "| full | zara1 | 2356 | 1 |" in table and "CV ADE" in table and "Seeds: [0]" in table
+    assert f"{threads} torch thread(s) per training run, 2 run(s) at a time" in table
     assert json.loads((tmp_path / "results" / "eth_ucy.json").read_text())["variants"]["full"]["complete"]
     record = json.loads((tmp_path / "results" / "runs" / "full" / "zara1" / "seed0.json").read_text())
     assert record["test"]["test/min_ade_20"] == row["min_ade_20"]["mean"] and record["commit"]
@@ -103,3 +108,20 @@ def test_commit_is_marked_dirty_by_code_changes_not_by_benchmark_outputs(tmp_pat
     assert git_commit(cwd=tmp_path) == clean + "+"
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_commit(outputs=("results",), cwd=tmp_path) == clean + "+"
+
+
+def test_workers_get_one_command_per_pending_run_longest_fold_first(tmp_path):
+    argv = ["scenes=[zara1,univ]", "seeds=[0,1]", "workers=2", "likelihood.kde_samples=50", "fresh=false"]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="benchmark", overrides=[*argv, "variants=[full]", f"output_dir={tmp_path}"])
+    cfg.argv, cfg.script = argv, "bench.py"
+    record = run_record_path(tmp_path, "full", "zara1", 1)
+    record.parent.mkdir(parents=True)
+    record.write_text("{}")
+    commands = worker_commands(cfg, pending_runs(cfg))
+    runs = [tuple(a for a in c if a.startswith(("scenes=", "seeds="))) for c in commands]
+    assert runs == [("seeds=[0]", "scenes=[univ]"), ("seeds=[1]", "scenes=[univ]"), ("seeds=[0]", "scenes=[zara1]")]
+    for command in commands:
+        assert command[1] == "bench.py" and "likelihood.kde_samples=50" in command
+        assert {"workers=1", "runs_at_once=2", "tabulate=false", "fresh=true"} <= set(command)
+        assert "scenes=[zara1,univ]" not in command and "workers=2" not in command and "fresh=false" not in command
