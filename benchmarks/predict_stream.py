@@ -7,7 +7,7 @@ Writes a synthetic CSV (benchmarks/windowing.py's random walks, rows in random o
 futures for every agent current at a frame in the middle of it, once as predict.py does (the table read in
 chunks keeping only the frames used, futures sampled and written in batches) and once the old way
 (load_tracks + predict_futures + write_futures of one data frame). Each runs in its own process, so its
-peak resident memory (ru_maxrss) is its own; both use one thread. Prints seconds and peak memory of each and
+peak resident memory (VmHWM) is its own; both use one thread. Prints seconds and peak memory of each and
 checks that the two outputs are the same file.
 """
 from __future__ import annotations
@@ -49,8 +49,17 @@ def child(mode: str, ckpt: str, table: str, output: str, at_frame: float, chunk_
         tracks = load_tracks(table, dt=model.hparams.dt)
         torch.manual_seed(0)
         write_futures(predict_futures(model, tracks, num_samples=20, at_frame=at_frame), output)
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": time.perf_counter() - start, "peak_mib": peak_mib}))
+    print(json.dumps({"seconds": time.perf_counter() - start, "peak_mib": peak_rss_mib()}))
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory. Linux's VmHWM starts afresh at exec; ru_maxrss does not (it keeps
+    the parent's peak across fork and exec), so it is only the fallback."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main(argv: list[str]) -> None:

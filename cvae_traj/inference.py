@@ -63,7 +63,7 @@ def predict_futures(
     time_unit: TimeUnit = "frame",
     frame_step: float | None = None,
     batch_size: int = 1024,
-    neighbour_budget: int = 2**18,
+    neighbour_budget: int = 2**16,
 ) -> pd.DataFrame:
     """K sampled futures per agent, in long format with columns agent_id, sample, step, frame, x, y.
 
@@ -85,7 +85,7 @@ def iter_futures(
     time_unit: TimeUnit = "frame",
     frame_step: float | None = None,
     batch_size: int = 1024,
-    neighbour_budget: int = 2**18,
+    neighbour_budget: int = 2**16,
 ) -> Iterator[pd.DataFrame]:
     """The rows of `predict_futures`, one data frame per batch, sampled as they are asked for.
 
