@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from cvae_traj.data.tracks import COLUMNS, load_tracks, validate_tracks
+from cvae_traj.data.tracks import COLUMNS, load_recent_tracks, load_tracks, validate_tracks
 from cvae_traj.data.windows import make_windows
 from cvae_traj.errors import InputError
 
@@ -95,17 +95,25 @@ def files(draw):
 
 
 @SETTINGS
-@given(files())
-def test_any_file_loads_or_fails_with_input_error(tmp_path, case):
+@given(files(), st.integers(min_value=1, max_value=5))
+def test_any_file_loads_or_fails_with_input_error(tmp_path, case, chunk_rows):
     content, suffix = case
     path = tmp_path / f"tracks{suffix}"
     path.write_bytes(content)
+    # The streaming reader of predict.py, in chunks of a few rows, holds to the same contract.
+    try:
+        recent = load_recent_tracks(path, 2, 1, chunk_rows=chunk_rows)
+    except InputError as err:
+        assert "\n" not in str(err) and str(path) in str(err)
+        recent = None
     try:
         table = load_tracks(path)
     except InputError as err:
         assert "\n" not in str(err) and str(path) in str(err)
         return
     assert len(table) > 0 and np.isfinite(table.xy.astype(np.float32)).all()
+    if recent is not None:  # the rows of the last frames, a part of the whole table
+        assert 0 < len(recent) <= len(table) and recent.source == table.source
 
 
 @pytest.mark.parametrize("ids", [[1, "a", 1, "a"], [2**62, -2**62, 2**62, -2**62]])
