@@ -7,6 +7,7 @@ from torch.distributions import Independent, Normal
 
 from cvae_traj import SyntheticDataModule, TrajectoryBatch, TrajectoryCVAE
 from cvae_traj.data.augment import rotate_and_flip
+from cvae_traj.errors import InputError
 from cvae_traj.models import GRUTrajectoryDecoder
 
 
@@ -101,6 +102,24 @@ def test_rotate_and_flip_is_rigid_about_the_last_observed_position():
     assert (turn_sign(only_rotated) == turn_sign(batch)).all()
 
 
+def test_scaling_scales_every_distance_by_one_factor_per_scene():
+    batch = scene_batch(b=64)
+    out = rotate_and_flip(batch, rotate=False, flip=False, scale=(0.5, 2.0),
+                          generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out.past[:, -1], batch.past[:, -1])
+    before, after = (torch.cat([b.past, b.future], 1) for b in (batch, out))
+    apart = torch.cdist(before, before) > 1e-3  # pairs of distinct points
+    ratio = torch.cdist(after, after) / torch.cdist(before, before).clamp_min(1e-3)
+    factor = ratio[:, 0, -1]  # each scene's own factor, the same for every pair of its points
+    torch.testing.assert_close(ratio[apart], factor[:, None, None].expand_as(ratio)[apart], atol=1e-3, rtol=1e-3)
+    m = batch.neighbour_mask
+    gap = ((out.neighbours - out.past[:, None, -1:]).norm(dim=-1)
+           / (batch.neighbours - batch.past[:, None, -1:]).norm(dim=-1))
+    torch.testing.assert_close(gap[m], factor[:, None, None].expand_as(gap)[m], atol=1e-3, rtol=1e-3)
+    assert 0.5 <= factor.min() and factor.max() <= 2.0 and factor.max() / factor.min() > 2
+    assert (factor < 1).sum() > 10 and (factor > 1).sum() > 10  # log-uniform: as many shrunk as grown
+
+
 def test_datamodule_augments_training_batches_only():
     dm = SyntheticDataModule(num_train_agents=20, augment_rotate=True, augment_flip=True)
     batch = dm.windows("train").batch(range(8))
@@ -108,6 +127,11 @@ def test_datamodule_augments_training_batches_only():
     assert dm.on_after_batch_transfer(batch, 0) is batch
     dm.trainer = SimpleNamespace(training=True)
     assert not torch.allclose(dm.on_after_batch_transfer(batch, 0).future, batch.future)
+    scaled = SyntheticDataModule(num_train_agents=20, augment_scale=[0.8, 1.25])
+    scaled.trainer = SimpleNamespace(training=True)
+    assert not torch.allclose(scaled.on_after_batch_transfer(batch, 0).future, batch.future)
+    with pytest.raises(InputError, match="augment_scale must be"):
+        SyntheticDataModule(augment_scale=[1.2, 0.8])
 
 
 @pytest.mark.parametrize("social", [False, True])

@@ -1,8 +1,10 @@
-"""Training-time augmentation: each agent's scene rotated by a random angle and mirrored at random.
+"""Training-time augmentation: each agent's scene rotated by a random angle, mirrored and scaled at random.
 
 Pedestrians in a held-out scene walk in directions the training scenes rarely show; turning and
 mirroring whole scenes (target, future and neighbours alike) teaches the model that physics does not
-depend on the map's axes. The pivot is the target's last observed position, an observed quantity.
+depend on the map's axes. Scaling a scene scales its speeds and distances alike, for a held-out scene
+whose people walk faster or slower than the training ones. The pivot is the target's last observed
+position, an observed quantity.
 """
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ from cvae_traj.batch import TrajectoryBatch
 
 
 def rotate_and_flip(batch: TrajectoryBatch, rotate: bool = True, flip: bool = True,
-                    generator: torch.Generator | None = None) -> TrajectoryBatch:
-    """A new batch with every agent's scene turned (uniform angle) and/or mirrored (probability 1/2)."""
+                    generator: torch.Generator | None = None,
+                    scale: tuple[float, float] | None = None) -> TrajectoryBatch:
+    """A new batch with every agent's scene turned (uniform angle) and/or mirrored (probability 1/2), and
+    scaled by a factor log-uniform in `scale` = (low, high) if given."""
     b = len(batch)
     device, dtype = batch.past.device, batch.past.dtype
     angle = (torch.rand(b, generator=generator) * 2 * math.pi if rotate else torch.zeros(b)).to(device, dtype)
@@ -23,4 +27,10 @@ def rotate_and_flip(batch: TrajectoryBatch, rotate: bool = True, flip: bool = Tr
     sign = 1.0 - 2.0 * mirror.to(dtype)  # -1 mirrors x before turning
     # Row-vector convention: p' = p @ M, M = diag(sign, 1) @ R(angle)^T.
     m = torch.stack([torch.stack([sign * cos, sign * sin], -1), torch.stack([-sin, cos], -1)], -2)  # (B, 2, 2)
+    if scale is not None:
+        low, high = map(float, scale)
+        if not 0 < low <= high:
+            raise ValueError(f"scale must be (low, high) with 0 < low <= high, got {scale}")
+        factor = low * (high / low) ** torch.rand(b, generator=generator)
+        m = m * factor.to(device, dtype)[:, None, None]
     return batch.transformed(m, pivot=batch.past[:, -1])

@@ -46,7 +46,8 @@ def collate_batch(batch: TrajectoryBatch) -> TrajectoryBatch:
 class TrackDataModule(L.LightningDataModule):
     """Windows of `obs_len` observed and `pred_len` future steps, `dt` seconds apart, from track tables.
 
-    augment_rotate / augment_flip turn and mirror each training scene at random (see data/augment.py).
+    augment_rotate / augment_flip turn and mirror each training scene at random, augment_scale = (low, high)
+    scales it by a log-uniform factor (see data/augment.py).
     """
 
     def __init__(
@@ -60,6 +61,7 @@ class TrackDataModule(L.LightningDataModule):
         num_workers: int = 0,
         augment_rotate: bool = False,
         augment_flip: bool = False,
+        augment_scale: tuple[float, float] | None = None,
     ) -> None:
         super().__init__()
         if obs_len < 2 or pred_len < 1:
@@ -67,6 +69,10 @@ class TrackDataModule(L.LightningDataModule):
         self.obs_len, self.pred_len, self.dt, self.stride = obs_len, pred_len, dt, stride
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.augment_rotate, self.augment_flip = augment_rotate, augment_flip
+        self.augment_scale = None if augment_scale is None else tuple(float(v) for v in augment_scale)
+        if self.augment_scale is not None and not (len(self.augment_scale) == 2
+                                                   and 0 < self.augment_scale[0] <= self.augment_scale[1]):
+            raise InputError(f"augment_scale must be [low, high] with 0 < low <= high, got {augment_scale}")
         self._windows: dict[str, Windows] = {}
 
     @abstractmethod
@@ -97,8 +103,10 @@ class TrackDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: TrajectoryBatch, dataloader_idx: int) -> TrajectoryBatch:
         """Augment training batches only; validation and test see the data as recorded."""
-        if self.trainer is not None and self.trainer.training and (self.augment_rotate or self.augment_flip):
-            return rotate_and_flip(batch, rotate=self.augment_rotate, flip=self.augment_flip)
+        augmented = self.augment_rotate or self.augment_flip or self.augment_scale is not None
+        if self.trainer is not None and self.trainer.training and augmented:
+            return rotate_and_flip(batch, rotate=self.augment_rotate, flip=self.augment_flip,
+                                   scale=self.augment_scale)
         return batch
 
     def train_dataloader(self) -> DataLoader:
