@@ -182,8 +182,14 @@ def collect(cfg: DictConfig) -> dict:
             if runs:
                 rows[scene] = summarise_scene(runs)
         complete = len(rows) == len(cfg.scenes) and all(len(r["runs"]) == len(cfg.seeds) for r in rows.values())
+        # The scene average needs every scene: it is taken over the seeds that every scene has run.
+        common = sorted(set.intersection(*({r["seed"] for r in row["runs"]} for row in rows.values()))) \
+            if rows and len(rows) == len(cfg.scenes) else []
+        same_seeds = {scene: summarise_scene([r for r in row["runs"] if r["seed"] in common])
+                      for scene, row in rows.items()} if common else {}
         results["variants"][variant] = {"overrides": list(cfg.ablations[variant]), "scenes": rows,
-                                        "complete": complete, "average": scene_average(rows) if complete else None}
+                                        "complete": complete, "average_seeds": common,
+                                        "average": scene_average(same_seeds) if common else None}
     return results
 
 
@@ -284,7 +290,9 @@ def markdown_table(results: dict) -> str:
         if a is None:
             lines.append(f"| **{variant}** | **average** | | | incomplete | incomplete | | | | | |")
         else:
-            lines.append(f"| **{variant}** | **average** | | {len(results['seeds'])} | **{_pm(a['min_ade_20'])}** | "
+            n = len(v["average_seeds"])
+            seeds = n if v["complete"] else f"{n} of {len(results['seeds'])}"
+            lines.append(f"| **{variant}** | **average** | | {seeds} | **{_pm(a['min_ade_20'])}** | "
                          f"**{_pm(a['min_fde_20'])}** | {a['cv_ade']['mean']:.3f} | {a['cv_fde']['mean']:.3f} | | | |")
     lines += likelihood_table(results)
     lines += ["", "Variants (overrides on top of the benchmark's training config):", ""]

@@ -75,8 +75,13 @@ def test_benchmark_smoke_on_one_fold(tmp_path, eth_ucy_root, monkeypatch):
     # report_only tabulates what is recorded and trains nothing, even for seeds never run.
     cfg.seeds, cfg.report_only = [0, 1], True
     partial = run_benchmark(cfg)["variants"]["full"]
-    assert not partial["complete"] and partial["average"] is None
-    assert "incomplete" in (tmp_path / "results" / "eth_ucy.md").read_text()
+    # Averages over the seeds every scene has, and says so.
+    assert not partial["complete"] and partial["average_seeds"] == [0]
+    assert partial["average"]["min_ade_20"]["mean"] == row["min_ade_20"]["mean"]
+    assert "| **full** | **average** | | 1 of 2 |" in (tmp_path / "results" / "eth_ucy.md").read_text()
+    cfg.scenes = ["zara1", "zara2"]  # a scene without any run: no average at all
+    assert run_benchmark(cfg)["variants"]["full"]["average"] is None
+    assert "| **full** | **average** | | | incomplete |" in (tmp_path / "results" / "eth_ucy.md").read_text()
 
 
 def test_sampling_speed_counts_agents_at_every_frame(tmp_path, eth_ucy_root):
