@@ -20,7 +20,7 @@ from cvae_traj.errors import TrainingDivergedError
 from cvae_traj.metrics import constant_velocity, min_ade, min_fde
 from cvae_traj.models import (GRUTrajectoryDecoder, HistoryEncoder, PriorNet, RecognitionNet, SocialEncoder,
                               TrajectoryDecoder)
-from cvae_traj.models.frame import heading_rotation, to_world
+from cvae_traj.models.frame import heading_rotation, speed_scale, to_world
 from cvae_traj.objectives import elbo_terms, importance_weighted_bound
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,9 @@ class TrajectoryCVAE(L.LightningModule):
         decoder: "mlp" (all steps at once) or "gru" (autoregressive, so each sampled future is coherent).
         heading_frame: forecast in each agent's own frame (x along its observed heading), so the map's
             orientation does not matter; log-likelihoods are the same in either frame (a rigid motion).
+        speed_frame: also measure lengths in units of each agent's observed speed (models.frame.speed_scale),
+            so that a scene of faster or slower walkers looks the same; likelihoods are still reported in
+            metres (the change of variables adds 2 * pred_len * log(scale) nats per agent).
         beta: weight of the KL term once annealing is over.
         kl_anneal_steps: optimiser steps over which the KL weight rises linearly from 0 to beta (0: none).
         free_bits: floor, in nats per latent dimension (batch mean), below which the KL is not penalised.
@@ -45,6 +48,8 @@ class TrajectoryCVAE(L.LightningModule):
             displacement (metres) among `variety_samples` decoder means at z ~ p(z|x), reparameterised. It
             trains the prior path that best-of-K evaluates (0: the plain ELBO).
         variety_samples: futures drawn from the prior path for that term.
+        variety_noise: draw those futures from p(y|x,z) (reparameterised) as best-of-K evaluates them, rather
+            than taking the decoder's mean for each z.
         num_eval_samples: K of the best-of-K metrics logged at validation and test.
         num_eval_importance: importance samples of the NLL bound logged at validation and test (0: skip).
     """
@@ -59,11 +64,13 @@ class TrajectoryCVAE(L.LightningModule):
         social: bool = False,
         decoder: str = "mlp",
         heading_frame: bool = False,
+        speed_frame: bool = False,
         beta: float = 1.0,
         kl_anneal_steps: int = 0,
         free_bits: float = 0.0,
         variety_weight: float = 0.0,
         variety_samples: int = 20,
+        variety_noise: bool = False,
         lr: float = 1e-3,
         lr_decay: float = 1.0,
         weight_decay: float = 0.0,
@@ -109,7 +116,7 @@ class TrajectoryCVAE(L.LightningModule):
         With variety_samples > 0 also "variety" (B,): the best-of-many average displacement of that many
         decoder means at reparameterised z ~ p(z|x), differentiable through the prior net and the decoder.
         """
-        batch, _ = self._agent_frame(batch)
+        batch, _, scale = self._agent_frame(batch)
         context = self.encode(batch)
         prior = self.prior_net(context)
         rec_nll, kl_per_dim = elbo_terms(
@@ -118,10 +125,15 @@ class TrajectoryCVAE(L.LightningModule):
             decode=lambda z: self.generation_net(context, z, batch.past[:, -1]),
             y=batch.future,
         )
-        terms = {"rec_nll": rec_nll, "kl_per_dim": kl_per_dim}
+        terms = {"rec_nll": rec_nll + self._frame_to_metres_nll(scale), "kl_per_dim": kl_per_dim}
         if variety_samples > 0:
-            means = self._decode(context, prior.rsample((variety_samples,)), batch.past[:, -1]).mean  # (K, B, T, 2)
-            terms["variety"] = min_ade(means.transpose(0, 1), batch.future)
+            decoded = self._decode(context, prior.rsample((variety_samples,)), batch.past[:, -1])
+            if self.hparams.get("variety_noise", False):
+                futures = decoded.from_noise(torch.randn_like(batch.future.expand(variety_samples, -1, -1, -1)))
+            else:
+                futures = decoded.mean  # (K, B, T, 2)
+            variety = min_ade(futures.transpose(0, 1), batch.future)
+            terms["variety"] = variety if scale is None else variety * scale  # metres
         return terms
 
     @torch.no_grad()
@@ -146,17 +158,17 @@ class TrajectoryCVAE(L.LightningModule):
         (cvae_traj.export) is this as a graph.
         """
         origin = batch.past[:, -1]  # (B, 2)
-        batch, m = self._agent_frame(batch)
+        batch, m, scale = self._agent_frame(batch)
         context = self.encode(batch)
         prior = self.prior_net(context).base_dist
         z = prior.loc + prior.scale * z_noise  # (K, B, D)
         futures = self._decode(context, z, batch.past[:, -1]).from_noise(y_noise).transpose(0, 1)
-        return futures if m is None else to_world(futures, m, origin)
+        return futures if m is None else to_world(futures, m, origin, scale)
 
     @torch.no_grad()
     def importance_nll(self, batch: TrajectoryBatch, num_samples: int = 100) -> Tensor:
         """-log p(y|x) bounded with S importance samples from q(z|x,y), nats per agent: (B,). Tighter than -ELBO."""
-        batch, _ = self._agent_frame(batch)
+        batch, _, scale = self._agent_frame(batch)
         context = self.encode(batch)
         bound = importance_weighted_bound(
             prior=self.prior_net(context),
@@ -165,12 +177,12 @@ class TrajectoryCVAE(L.LightningModule):
             y=batch.future,
             num_samples=num_samples,
         )
-        return -bound
+        return -bound + self._frame_to_metres_nll(scale)
 
     @torch.no_grad()
     def posterior_mean(self, batch: TrajectoryBatch) -> Tensor:
         """E_q[z | x, y] per agent: (B, D)."""
-        batch, _ = self._agent_frame(batch)
+        batch, _, _ = self._agent_frame(batch)
         context = self.encode(batch)
         return self.recognition_net(context, batch.past, batch.future).mean
 
@@ -180,10 +192,10 @@ class TrajectoryCVAE(L.LightningModule):
         if isinstance(batch, Tensor):
             batch = TrajectoryBatch.from_past(batch)
         origin = batch.past[:, -1]
-        batch, m = self._agent_frame(batch)
+        batch, m, scale = self._agent_frame(batch)
         context = self.encode(batch)
         future = self.generation_net(context, self.prior_net(context).mean, batch.past[:, -1]).mean  # (B, T, 2)
-        return future if m is None else to_world(future, m, origin)
+        return future if m is None else to_world(future, m, origin, scale)
 
     def kl_weight(self) -> float:
         """beta, ramped up linearly over the first kl_anneal_steps optimiser steps."""
@@ -243,12 +255,24 @@ class TrajectoryCVAE(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.hparams.lr_decay)
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
-    def _agent_frame(self, batch: TrajectoryBatch) -> tuple[TrajectoryBatch, Tensor | None]:
-        """The batch in each agent's own frame and the rotation used, or the batch as is without heading_frame."""
-        if not self.hparams.heading_frame:
-            return batch, None
-        m = heading_rotation(batch.past)
-        return batch.transformed(m, batch.past[:, -1], keep_pivot=False), m
+    def _agent_frame(self, batch: TrajectoryBatch) -> tuple[TrajectoryBatch, Tensor | None, Tensor | None]:
+        """The batch in each agent's own frame, the rotation m (B, 2, 2) and the speed scale (B,) used:
+        positions p become (p - last observed) @ m / scale. Without heading_frame m is the identity; without
+        speed_frame the scale is None; with neither the batch is returned as is, m None."""
+        heading, speed = self.hparams.heading_frame, self.hparams.get("speed_frame", False)
+        if not (heading or speed):
+            return batch, None, None
+        past = batch.past
+        m = heading_rotation(past) if heading else torch.eye(2, dtype=past.dtype, device=past.device).expand(
+            past.shape[0], 2, 2)
+        scale = speed_scale(past, self.hparams.dt) if speed else None
+        to_frame = m if scale is None else m / scale[:, None, None]
+        return batch.transformed(to_frame, past[:, -1], keep_pivot=False), m, scale
+
+    def _frame_to_metres_nll(self, scale: Tensor | None) -> Tensor | float:
+        """Nats to add to an NLL of the future in the speed frame to get it in metres: -log |d frame / d world|
+        = 2 * T_pred * log(scale) (each of the T_pred points shrinks by 1 / scale along both axes)."""
+        return 0.0 if scale is None else 2 * self.hparams.pred_len * torch.log(scale)
 
     def _decode(self, context: Tensor, z: Tensor, origin: Tensor) -> Distribution:
         """p(y | x, z) for z with leading sample dimensions: z (..., B, D) -> event (T_pred, 2)."""

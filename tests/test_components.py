@@ -1,4 +1,5 @@
 """Social attention, the autoregressive decoder and augmentation: properties a real bug would break."""
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -159,6 +160,33 @@ def test_heading_frame_makes_forecasts_turn_with_the_scene(social):
     plain.load_state_dict(model.state_dict())
     torch.manual_seed(3)
     assert not torch.allclose(plain.sample(turned, num_samples=6), turned_samples, atol=1e-2)
+
+
+@pytest.mark.parametrize("heading", [False, True])
+def test_speed_frame_makes_forecasts_scale_with_the_scene_and_reports_likelihood_in_metres(heading):
+    """Scaling a whole scene by c scales the samples by c; the NLL of the scaled future, in metres, is the
+    old one plus 2 * T_pred * log(c) (the density spreads over c^2 the area at each of T_pred points)."""
+    torch.manual_seed(0)
+    model = TrajectoryCVAE(social=True, heading_frame=heading, speed_frame=True).eval()
+    batch = scene_batch()
+    for c in (0.6, 2.0):
+        scaled = batch.transformed(torch.eye(2).expand(4, 2, 2) * c, torch.zeros(4, 2))
+        torch.manual_seed(3)
+        samples = model.sample(batch, num_samples=6)
+        torch.manual_seed(3)
+        torch.testing.assert_close(model.sample(scaled, num_samples=6), samples * c, atol=1e-4, rtol=1e-4)
+        shift = torch.full((4,), 2 * 12 * math.log(c))
+        with torch.no_grad():
+            for nll in (lambda b: model.elbo_terms(b)["rec_nll"], lambda b: model.importance_nll(b, 7)):
+                torch.manual_seed(5)
+                before = nll(batch)
+                torch.manual_seed(5)
+                torch.testing.assert_close(nll(scaled) - before, shift, atol=1e-3, rtol=1e-4)
+    # Without the speed frame the same scaling does not scale the forecasts.
+    plain = TrajectoryCVAE(social=True, heading_frame=heading).eval()
+    plain.load_state_dict(model.state_dict())
+    torch.manual_seed(3)
+    assert not torch.allclose(plain.sample(scaled, num_samples=6), samples * 2.0, atol=1e-2)
 
 
 def test_latent_diagnostics_count_active_units_and_detect_collapse():

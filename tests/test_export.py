@@ -16,7 +16,8 @@ ort = pytest.importorskip("onnxruntime")  # a dev dependency: CI installs it
 @pytest.mark.parametrize("decoder", ["mlp", "gru"])
 def test_onnx_sampler_reproduces_python_samples_for_fixed_noise(tmp_path, decoder):
     torch.manual_seed(0)
-    model = TrajectoryCVAE(social=True, heading_frame=True, decoder=decoder, latent_dim=6, hidden_dim=32).eval()
+    model = TrajectoryCVAE(social=True, heading_frame=True, speed_frame=True, decoder=decoder, latent_dim=6,
+                          hidden_dim=32).eval()
     session = ort.InferenceSession(str(export_onnx(model, tmp_path / "sampler.onnx")))
     for agents, neighbours, samples in [(3, 2, 4), (9, 5, 20), (1, 1, 1)]:
         inputs = example_inputs(model, agents, neighbours, samples)

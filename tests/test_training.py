@@ -103,7 +103,7 @@ def test_variety_term_is_the_best_of_many_error_of_prior_samples_and_trains_the_
     terms = model.elbo_terms(batch, variety_samples=5)
     # The same draws, redone by hand: the elbo term's z ~ q first, then 5 z ~ p(z|x), decoder means, best ADE.
     torch.manual_seed(1)
-    local, m = model._agent_frame(batch)
+    local, _, _ = model._agent_frame(batch)
     context = model.encode(local)
     model.recognition_net(context, local.past, local.future).rsample()
     means = model._decode(context, model.prior_net(context).rsample((5,)), local.past[:, -1]).mean  # (5, B, T, 2)
@@ -118,6 +118,32 @@ def test_variety_term_is_the_best_of_many_error_of_prior_samples_and_trains_the_
     model.zero_grad()
     terms["variety"].mean().backward()
     assert next(model.prior_net.parameters()).grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("decoder", ["mlp", "gru"])
+def test_variety_noise_scores_draws_from_the_decoder_in_metres(decoder):
+    """With variety_noise the term scores y ~ p(y|x,z) (the futures best-of-K evaluates), reparameterised;
+    with speed_frame it is still in metres, so scaling the scene by c scales it by c."""
+    batch = TrajectoryBatch.from_past(torch.randn(6, 8, 2).cumsum(1), torch.randn(6, 12, 2).cumsum(1))
+    torch.manual_seed(0)
+    model = TrajectoryCVAE(latent_dim=4, heading_frame=True, speed_frame=True, decoder=decoder,
+                           variety_weight=1.0, variety_samples=5, variety_noise=True)
+    torch.manual_seed(1)
+    terms = model.elbo_terms(batch, variety_samples=5)
+    torch.manual_seed(1)
+    local, m, scale = model._agent_frame(batch)
+    context = model.encode(local)
+    model.recognition_net(context, local.past, local.future).rsample()
+    decoded = model._decode(context, model.prior_net(context).rsample((5,)), local.past[:, -1])
+    draws = decoded.from_noise(torch.randn(5, 6, 12, 2))  # (5, B, T, 2) in the agent's frame
+    errors = (draws - local.future).norm(dim=-1).mean(-1) * scale  # metres
+    torch.testing.assert_close(terms["variety"], errors.min(0).values)
+    assert not torch.allclose(errors, (decoded.mean - local.future).norm(dim=-1).mean(-1) * scale)
+    torch.manual_seed(1)
+    scaled = model.elbo_terms(batch.transformed(torch.eye(2).expand(6, 2, 2) * 3.0, torch.zeros(6, 2)), 5)
+    torch.testing.assert_close(scaled["variety"], 3.0 * terms["variety"], rtol=1e-4, atol=1e-4)
+    terms["variety"].mean().backward()
+    assert next(model.generation_net.parameters()).grad.abs().sum() > 0
 
 
 def test_likelihood_metrics_are_ordered_and_consistent(synthetic_run):

@@ -1,7 +1,10 @@
-"""The agent's own frame: origin at its last observed position, x axis along its observed heading.
+"""The agent's own frame: origin at its last observed position, x axis along its observed heading, and
+optionally lengths in units of its observed speed.
 
-Forecasting in this frame makes the model independent of the map's orientation by construction. The
-heading comes from observed positions only (PROTOCOL.md: rotations from observed data).
+Forecasting in this frame makes the model independent of the map's orientation by construction, and
+with the speed scale of how fast people walk in a scene (ETH's walkers are twice as fast as the others').
+Heading and speed come from observed positions only (PROTOCOL.md: rotations and scaling from observed
+data).
 """
 from __future__ import annotations
 
@@ -19,8 +22,19 @@ def heading_rotation(past: Tensor, min_displacement: float = 0.2) -> Tensor:
     return torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
 
 
-def to_world(points: Tensor, m: Tensor, origin: Tensor) -> Tensor:
-    """Map agent-frame points (B, ..., 2) back to world coordinates: p @ m^T + origin."""
+def speed_scale(past: Tensor, dt: float, min_speed: float = 0.5, ref_speed: float = 1.0) -> Tensor:
+    """(B,) how many times faster than `ref_speed` (m/s) each agent walked while observed: its mean step
+    length over dt, floored at `min_speed` so that standing agents keep a finite scale."""
+    speed = (past[:, 1:] - past[:, :-1]).norm(dim=-1).mean(dim=1) / dt
+    return speed.clamp_min(min_speed) / ref_speed
+
+
+def to_world(points: Tensor, m: Tensor, origin: Tensor, scale: Tensor | None = None) -> Tensor:
+    """Map agent-frame points (B, ..., 2) back to world coordinates: scale * p @ m^T + origin, the inverse of
+    p -> (p - origin) @ m / scale for a rotation (or reflection) m and a per-agent scale (B,)."""
     b = points.shape[0]
     shape = (b,) + (1,) * (points.dim() - 2) + (2,)
-    return (points.reshape(b, -1, 2) @ m.transpose(1, 2)).reshape(points.shape) + origin.view(shape)
+    world = (points.reshape(b, -1, 2) @ m.transpose(1, 2)).reshape(points.shape)
+    if scale is not None:
+        world = world * scale.view((b,) + (1,) * (points.dim() - 1))
+    return world + origin.view(shape)
