@@ -114,7 +114,8 @@ class TrajectoryCVAE(L.LightningModule):
         """Unweighted ELBO terms per agent: reconstruction NLL (B,) and KL per latent dimension (B, D).
 
         With variety_samples > 0 also "variety" (B,): the best-of-many average displacement of that many
-        decoder means at reparameterised z ~ p(z|x), differentiable through the prior net and the decoder.
+        decoder means (draws, with variety_noise) at reparameterised z ~ p(z|x), differentiable through the
+        prior net and the decoder; in metres, whatever the frame.
         """
         batch, _, scale = self._agent_frame(batch)
         context = self.encode(batch)
