@@ -35,6 +35,9 @@ class TrajectoryCVAE(L.LightningModule):
     Args:
         obs_len, pred_len, dt: observed and predicted steps, and the seconds between steps.
         social: condition on the neighbours through attention (SocialEncoder), not on the history alone.
+        social_radius: attend only to neighbour positions within this distance of the target at the same
+            observed step (metres; units of observed speed with speed_frame); a neighbour never that close
+            is ignored. None: every agent present in the observed frames.
         decoder: "mlp" (all steps at once) or "gru" (autoregressive, so each sampled future is coherent).
         heading_frame: forecast in each agent's own frame (x along its observed heading), so the map's
             orientation does not matter; log-likelihoods are the same in either frame (a rigid motion).
@@ -62,6 +65,7 @@ class TrajectoryCVAE(L.LightningModule):
         hidden_dim: int = 64,
         latent_dim: int = 16,
         social: bool = False,
+        social_radius: float | None = None,
         decoder: str = "mlp",
         heading_frame: bool = False,
         speed_frame: bool = False,
@@ -86,6 +90,8 @@ class TrajectoryCVAE(L.LightningModule):
         self.social_encoder = SocialEncoder(obs_len, hidden_dim, hidden_dim) if social else None
         if social:
             context_dim += self.social_encoder.out_dim
+        if social_radius is not None and not social_radius > 0:
+            raise ValueError(f"social_radius must be positive or None, got {social_radius!r}")
         self.prior_net = PriorNet(context_dim, latent_dim, hidden_dim)
         self.recognition_net = RecognitionNet(context_dim, latent_dim, hidden_dim)
         self.generation_net = DECODERS[decoder](context_dim, latent_dim, pred_len, hidden_dim)
@@ -107,7 +113,10 @@ class TrajectoryCVAE(L.LightningModule):
         history = self.history_encoder(batch.past)  # (B, H)
         if self.social_encoder is None:
             return history
-        social = self.social_encoder(history, batch.past, batch.neighbours, batch.neighbour_mask)  # (B, H)
+        mask, radius = batch.neighbour_mask, self.hparams.get("social_radius")
+        if radius is not None:  # the same step's distance: both positions observed, nothing from the future
+            mask = mask & ((batch.neighbours - batch.past.unsqueeze(1)).norm(dim=-1) <= radius)
+        social = self.social_encoder(history, batch.past, batch.neighbours, mask)  # (B, H)
         return torch.cat([history, social], dim=-1)  # (B, C)
 
     def elbo_terms(self, batch: TrajectoryBatch, variety_samples: int = 0) -> dict[str, Tensor]:

@@ -45,6 +45,33 @@ def test_social_context_uses_neighbours_but_not_padding_or_their_order():
     assert torch.isfinite(context(model, alone)).all()
 
 
+def test_social_radius_ignores_neighbours_steps_beyond_it():
+    torch.manual_seed(0)
+    model = TrajectoryCVAE(social=True, social_radius=2.0).eval()
+    past = torch.stack([torch.linspace(0, 3.5, 8), torch.zeros(8)], -1).unsqueeze(0)  # (1, 8, 2)
+    near = past + torch.tensor([0.0, 1.0])  # 1 m to the side at every step
+    far = past + torch.tensor([0.0, 5.0])
+    mask = torch.ones(1, 1, 8, dtype=torch.bool)
+    alone = context(model, TrajectoryBatch.from_past(past))
+    with_far = context(model, TrajectoryBatch(past, None, far.unsqueeze(1), mask))
+    torch.testing.assert_close(with_far, alone)  # never within 2 m: as if absent
+    with_near = context(model, TrajectoryBatch(past, None, near.unsqueeze(1), mask))
+    assert (with_near - alone).abs().max() > 1e-4
+    # Only the steps within the radius count: moving the neighbour where it is beyond 2 m changes nothing.
+    half = near.clone()
+    half[:, :4, 1] = 3.0
+    moved = half.clone()
+    moved[:, :4, 1] = 6.0
+    torch.testing.assert_close(context(model, TrajectoryBatch(past, None, moved.unsqueeze(1), mask)),
+                               context(model, TrajectoryBatch(past, None, half.unsqueeze(1), mask)))
+    plain = TrajectoryCVAE(social=True).eval()
+    plain.load_state_dict(model.state_dict())
+    assert (context(plain, TrajectoryBatch(past, None, moved.unsqueeze(1), mask))
+            - context(plain, TrajectoryBatch(past, None, half.unsqueeze(1), mask))).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="social_radius"):
+        TrajectoryCVAE(social=True, social_radius=0.0)
+
+
 def test_autoregressive_density_integrates_to_one():
     """E_{y~g}[p(y) / g(y)] = 1 for a broad proposal g: log_prob is a normalised density."""
     torch.manual_seed(0)
