@@ -39,6 +39,8 @@ class TrajectoryCVAE(L.LightningModule):
             observed step (metres; units of observed speed with speed_frame); a neighbour never that close
             is ignored. None: every agent present in the observed frames.
         decoder: "mlp" (all steps at once) or "gru" (autoregressive, so each sampled future is coherent).
+        noise_order: the mlp decoder's noise (IntegratedGaussian): 1, independent per-step displacements; 2,
+            deviations of the displacements that drift, so each draw is a smooth path.
         heading_frame: forecast in each agent's own frame (x along its observed heading), so the map's
             orientation does not matter; log-likelihoods are the same in either frame (a rigid motion).
         speed_frame: also measure lengths in units of each agent's observed speed (models.frame.speed_scale),
@@ -67,6 +69,7 @@ class TrajectoryCVAE(L.LightningModule):
         social: bool = False,
         social_radius: float | None = None,
         decoder: str = "mlp",
+        noise_order: int = 1,
         heading_frame: bool = False,
         speed_frame: bool = False,
         beta: float = 1.0,
@@ -94,7 +97,10 @@ class TrajectoryCVAE(L.LightningModule):
             raise ValueError(f"social_radius must be positive or None, got {social_radius!r}")
         self.prior_net = PriorNet(context_dim, latent_dim, hidden_dim)
         self.recognition_net = RecognitionNet(context_dim, latent_dim, hidden_dim)
-        self.generation_net = DECODERS[decoder](context_dim, latent_dim, pred_len, hidden_dim)
+        if noise_order != 1 and decoder != "mlp":
+            raise ValueError(f"noise_order {noise_order} needs decoder='mlp' (the gru decoder's noise is per step)")
+        extra = {"noise_order": noise_order} if decoder == "mlp" else {}
+        self.generation_net = DECODERS[decoder](context_dim, latent_dim, pred_len, hidden_dim, **extra)
         # Means over windows that stay right across processes: each holds a sum and a count, all-reduced
         # at epoch end, so unequal shards are weighted by their windows (not averaged per process).
         names = [f"min_ade_{num_eval_samples}", f"min_fde_{num_eval_samples}", "ml_ade", "ml_fde", "cv_ade", "cv_fde",

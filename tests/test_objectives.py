@@ -20,20 +20,45 @@ def test_closed_form_kl_matches_monte_carlo():
     torch.testing.assert_close(kl_per_dim.sum(-1), monte_carlo, atol=0.02, rtol=0.01)
 
 
-def test_integrated_gaussian_is_the_cumulative_sum_gaussian():
-    """log p(positions) equals the exact Gaussian of cumulatively summed displacements."""
+@pytest.mark.parametrize("order", [1, 2])
+def test_integrated_gaussian_is_the_cumulative_sum_gaussian(order):
+    """log p(positions) equals the exact Gaussian of (twice, for order 2) cumulatively summed noise, and draws
+    follow it: order 2 sums the scaled noise into drifting displacement deviations before summing those."""
     torch.manual_seed(1)
     t = 5
     origin, loc, scale = torch.randn(2), torch.randn(t, 2), torch.rand(t, 2) + 0.1
-    dist = IntegratedGaussian(origin, loc, scale)
+    dist = IntegratedGaussian(origin, loc, scale, order=order)
     y = dist.sample()
     lower = torch.tril(torch.ones(t, t))
-    expected = sum(
-        MultivariateNormal(origin[a] + lower @ loc[:, a], scale_tril=lower * scale[:, a]).log_prob(y[:, a])
-        for a in range(2)
-    )
-    torch.testing.assert_close(dist.log_prob(y), expected)
+    noise_map = lower if order == 1 else lower @ lower
+    exact = [MultivariateNormal(origin[a] + lower @ loc[:, a], scale_tril=noise_map * scale[:, a]) for a in range(2)]
+    torch.testing.assert_close(dist.log_prob(y), sum(e.log_prob(y[:, a]) for a, e in enumerate(exact)))
     torch.testing.assert_close(dist.mean, origin + loc.cumsum(0))
+    draws = dist.sample((100_000,))  # (S, T, 2): the draws' covariance is the exact one
+    for a, e in enumerate(exact):
+        torch.testing.assert_close(torch.cov(draws[..., a].T), e.covariance_matrix, atol=0.05, rtol=0.05)
+    with pytest.raises(ValueError, match="order"):
+        IntegratedGaussian(origin, loc, scale, order=3)
+
+
+def test_noise_order_reaches_the_decoder_and_needs_the_mlp_decoder():
+    batch = TrajectoryBatch.from_past(torch.randn(3, 8, 2).cumsum(1), torch.randn(3, 12, 2).cumsum(1))
+    torch.manual_seed(0)
+    smooth = TrajectoryCVAE(latent_dim=4, noise_order=2)
+    plain = TrajectoryCVAE(latent_dim=4)
+    plain.load_state_dict(smooth.state_dict())
+    context = smooth.encode(batch)
+    z = torch.zeros(3, 4)
+    assert smooth.generation_net(context, z, batch.past[:, -1]).order == 2
+    # Same weights, same mean path, different likelihood of the same future.
+    torch.testing.assert_close(smooth.most_likely(batch), plain.most_likely(batch))
+    nll = []
+    for model in (smooth, plain):
+        torch.manual_seed(1)  # the same z from q for both
+        nll.append(model.elbo_terms(batch)["rec_nll"])
+    assert not torch.allclose(*nll)
+    with pytest.raises(ValueError, match="noise_order"):
+        TrajectoryCVAE(decoder="gru", noise_order=2)
 
 
 def linear_gaussian(d_z=3, d_y=5, sigma=0.5, seed=0):

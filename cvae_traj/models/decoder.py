@@ -10,19 +10,27 @@ from cvae_traj.models.latent import mlp
 
 
 class IntegratedGaussian(Distribution):
-    """Future positions whose per-step displacements are independent Gaussians, summed from `origin`.
+    """Future positions built from Gaussian noise by summation from `origin`.
 
-    The map from displacements to positions is a cumulative sum (unit Jacobian), so
-    log p(positions) = sum over steps and axes of log N(displacement; loc, scale).
+    order 1: the per-step displacements are independent Gaussians N(loc_t, scale_t).
+    order 2: the displacements' deviations from loc drift: deviation_t = deviation_{t-1} + scale_t * eps_t, so a
+    draw that starts off faster or turned stays so and its path is smooth, not a random walk of positions.
+    Either way the map from the standard normal innovations to positions is triangular with unit diagonal
+    (a Jacobian of 1 after the scales), so log p(positions) = sum over steps and axes of log N(innovation_t;
+    0, scale_t).
     """
 
     arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
     support = constraints.real
     has_rsample = True
 
-    def __init__(self, origin: Tensor, loc: Tensor, scale: Tensor, validate_args: bool | None = None) -> None:
+    def __init__(self, origin: Tensor, loc: Tensor, scale: Tensor, order: int = 1,
+                 validate_args: bool | None = None) -> None:
+        if order not in (1, 2):
+            raise ValueError(f"order must be 1 or 2, got {order!r}")
         self.origin = origin  # (..., 2) last observed position
         self.loc, self.scale = loc, scale  # (..., T_pred, 2) displacement moments
+        self.order = order
         super().__init__(batch_shape=loc.shape[:-2], event_shape=loc.shape[-2:], validate_args=validate_args)
 
     @property
@@ -39,20 +47,26 @@ class IntegratedGaussian(Distribution):
 
     def from_noise(self, eps: Tensor) -> Tensor:
         """The draw that standard normal noise `eps` (..., T_pred, 2) makes: deterministic, mean at eps = 0."""
-        return self.origin.unsqueeze(-2) + (self.loc + self.scale * eps).cumsum(dim=-2)
+        deviation = self.scale * eps
+        if self.order == 2:
+            deviation = deviation.cumsum(dim=-2)
+        return self.origin.unsqueeze(-2) + (self.loc + deviation).cumsum(dim=-2)
 
     def log_prob(self, value: Tensor) -> Tensor:
         prev = torch.cat([self.origin.unsqueeze(-2).expand_as(value[..., :1, :]), value[..., :-1, :]], dim=-2)
-        return Normal(self.loc, self.scale).log_prob(value - prev).sum(dim=(-1, -2))
+        innovation = value - prev - self.loc  # order 1: each step's deviation
+        if self.order == 2:  # each step's change of deviation, the first against none
+            innovation = torch.diff(innovation, dim=-2, prepend=torch.zeros_like(innovation[..., :1, :]))
+        return Normal(torch.zeros_like(self.scale), self.scale).log_prob(innovation).sum(dim=(-1, -2))
 
 
 class TrajectoryDecoder(nn.Module):
     """Maps (x, z) to per-step Gaussian displacements, integrated into positions from the last observation."""
 
     def __init__(self, context_dim: int, latent_dim: int, pred_len: int, hidden_dim: int = 64,
-                 min_scale: float = 0.01) -> None:
+                 min_scale: float = 0.01, noise_order: int = 1) -> None:
         super().__init__()
-        self.pred_len, self.min_scale = pred_len, min_scale
+        self.pred_len, self.min_scale, self.noise_order = pred_len, min_scale, noise_order
         self.net = nn.Sequential(nn.Linear(context_dim + latent_dim, hidden_dim), nn.ReLU(),
                                  mlp(hidden_dim, hidden_dim, 4 * pred_len))
 
@@ -60,7 +74,7 @@ class TrajectoryDecoder(nn.Module):
         """context (..., C), z (..., D), origin (..., 2) -> distribution with event (T_pred, 2)."""
         out = self.net(torch.cat([context, z], dim=-1)).unflatten(-1, (self.pred_len, 4))
         loc, raw_scale = out[..., :2], out[..., 2:]
-        return IntegratedGaussian(origin, loc, F.softplus(raw_scale) + self.min_scale)
+        return IntegratedGaussian(origin, loc, F.softplus(raw_scale) + self.min_scale, order=self.noise_order)
 
 
 class AutoregressiveGaussian(Distribution):
