@@ -7,6 +7,7 @@ from pathlib import Path
 
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import WeightAveraging
 from omegaconf import DictConfig, OmegaConf
 
 from cvae_traj.diagnostics import ACTIVE_UNIT_THRESHOLD
@@ -39,6 +40,10 @@ def train(cfg: DictConfig) -> dict:
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     train_seconds = time.perf_counter() - start
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    # With weight averaging (callbacks.ema) validation scored the averaged weights, and a checkpoint's
+    # state_dict holds them; left attached, the callback would load the raw weights it also stores for
+    # resuming and test those. Detached, validate and test load exactly the weights that were selected.
+    trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
     # Report validation at the selected checkpoint, not at the last epoch.
     val = trainer.validate(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0]
     if trainer.is_global_zero and getattr(model, "latent_stats", None):

@@ -160,3 +160,29 @@ def test_likelihood_metrics_are_ordered_and_consistent(synthetic_run):
     assert np.isfinite(m["kde_nll"])
     # The 90% region covers the truth at least as often as the 50% region nested inside it.
     assert 0 < m["coverage_50"] <= m["coverage_90"] <= 1
+
+
+def test_weight_averaging_is_what_validation_selects_and_test_scores(tiny_train_cfg):
+    """With callbacks.ema, validation scores the averaged weights and the checkpoint's state_dict holds them;
+    the test after training must score those same weights, not the raw ones the checkpoint keeps for resuming."""
+    from hydra.utils import instantiate
+    from omegaconf import open_dict
+
+    from cvae_traj.training import train
+
+    with open_dict(tiny_train_cfg):
+        tiny_train_cfg.callbacks.ema = {"_target_": "lightning.pytorch.callbacks.EMAWeightAveraging", "decay": 0.5}
+    metrics = train(tiny_train_cfg)
+    ckpt = tiny_train_cfg.paths.output_dir + "/" + metrics["best_checkpoint"]
+    raw = torch.load(ckpt, weights_only=True)["current_model_state"]
+    datamodule = instantiate(tiny_train_cfg.data)
+    datamodule.setup("test")
+
+    def ml_ade(model):  # deterministic: the prior mean through the decoder's mean
+        errors = [min_ade(model.most_likely(b).unsqueeze(1), b.future) for b in datamodule.test_dataloader()]
+        return torch.cat(errors).mean().item()
+
+    averaged = load_model(ckpt)
+    assert metrics["test"]["test/ml_ade"] == pytest.approx(ml_ade(averaged), rel=1e-5)
+    averaged.load_state_dict(raw)
+    assert metrics["test"]["test/ml_ade"] != pytest.approx(ml_ade(averaged), rel=1e-3)
