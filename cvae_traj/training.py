@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -45,7 +46,7 @@ def train(cfg: DictConfig) -> dict:
     # resuming and test those. Detached, validate and test load exactly the weights that were selected.
     trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
     # Report validation at the selected checkpoint, not at the last epoch.
-    val = trainer.validate(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0]
+    val = _selected(lambda: trainer.validate(model, datamodule=datamodule, ckpt_path=best or None, verbose=False))
     if trainer.is_global_zero and getattr(model, "latent_stats", None):
         stats = model.latent_stats
         save_figure(plot_kl_per_dim(stats["kl_per_dim"], stats["activity"], ACTIVE_UNIT_THRESHOLD),
@@ -60,13 +61,23 @@ def train(cfg: DictConfig) -> dict:
     }
     if cfg.get("test", True):
         start = time.perf_counter()
-        metrics["test"] = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0]
+        metrics["test"] = _selected(lambda: trainer.test(model, datamodule=datamodule, ckpt_path=best or None,
+                                                         verbose=False))
         metrics["test_seconds"] = round(time.perf_counter() - start, 2)
         metrics["windows"]["test"] = len(datamodule.windows("test"))
     if trainer.is_global_zero:
         write_json(metrics, output_dir / "metrics.json")
     log.info("run folder: %s", output_dir)
     return metrics
+
+
+def _selected(evaluate) -> dict:
+    """The metrics of `evaluate()` (a trainer.validate / test call on the selected checkpoint), without
+    Lightning's warning that the detached weight-averaging callback should be given back: detaching it is
+    what makes the selected weights the evaluated ones."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*callbacks used to create the checkpoint need to be provided")
+        return evaluate()[0]
 
 
 def format_summary(metrics: dict) -> str:
