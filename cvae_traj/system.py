@@ -40,7 +40,8 @@ class TrajectoryCVAE(L.LightningModule):
             is ignored. None: every agent present in the observed frames.
         decoder: "mlp" (all steps at once) or "gru" (autoregressive, so each sampled future is coherent).
         noise_order: the mlp decoder's noise (IntegratedGaussian): 1, independent per-step displacements; 2,
-            deviations of the displacements that drift, so each draw is a smooth path.
+            deviations of the displacements that drift, so each draw is a smooth path; "learned", a fitted
+            correlation in time (a lower-triangular mixing of the steps' noise, starting from 1).
         heading_frame: forecast in each agent's own frame (x along its observed heading), so the map's
             orientation does not matter; log-likelihoods are the same in either frame (a rigid motion).
         speed_frame: also measure lengths in units of each agent's observed speed (models.frame.speed_scale),
@@ -69,7 +70,7 @@ class TrajectoryCVAE(L.LightningModule):
         social: bool = False,
         social_radius: float | None = None,
         decoder: str = "mlp",
-        noise_order: int = 1,
+        noise_order: int | str = 1,
         heading_frame: bool = False,
         speed_frame: bool = False,
         beta: float = 1.0,

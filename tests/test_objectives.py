@@ -20,17 +20,21 @@ def test_closed_form_kl_matches_monte_carlo():
     torch.testing.assert_close(kl_per_dim.sum(-1), monte_carlo, atol=0.02, rtol=0.01)
 
 
-@pytest.mark.parametrize("order", [1, 2])
+@pytest.mark.parametrize("order", [1, 2, "mixing"])
 def test_integrated_gaussian_is_the_cumulative_sum_gaussian(order):
     """log p(positions) equals the exact Gaussian of (twice, for order 2) cumulatively summed noise, and draws
-    follow it: order 2 sums the scaled noise into drifting displacement deviations before summing those."""
+    follow it: order 2 sums the scaled noise into drifting displacement deviations before summing those, a
+    mixing matrix M mixes them (deviation = M @ (scale * eps)) before the sum."""
     torch.manual_seed(1)
     t = 5
     origin, loc, scale = torch.randn(2), torch.randn(t, 2), torch.rand(t, 2) + 0.1
-    dist = IntegratedGaussian(origin, loc, scale, order=order)
-    y = dist.sample()
     lower = torch.tril(torch.ones(t, t))
-    noise_map = lower if order == 1 else lower @ lower
+    mixing = torch.eye(t) + torch.tril(torch.randn(t, t), diagonal=-1)
+    if order == "mixing":
+        dist, noise_map = IntegratedGaussian(origin, loc, scale, mixing=mixing), lower @ mixing
+    else:
+        dist, noise_map = IntegratedGaussian(origin, loc, scale, order=order), lower if order == 1 else lower @ lower
+    y = dist.sample()
     exact = [MultivariateNormal(origin[a] + lower @ loc[:, a], scale_tril=noise_map * scale[:, a]) for a in range(2)]
     torch.testing.assert_close(dist.log_prob(y), sum(e.log_prob(y[:, a]) for a, e in enumerate(exact)))
     torch.testing.assert_close(dist.mean, origin + loc.cumsum(0))
@@ -39,6 +43,28 @@ def test_integrated_gaussian_is_the_cumulative_sum_gaussian(order):
         torch.testing.assert_close(torch.cov(draws[..., a].T), e.covariance_matrix, atol=0.05, rtol=0.05)
     with pytest.raises(ValueError, match="order"):
         IntegratedGaussian(origin, loc, scale, order=3)
+    with pytest.raises(ValueError, match="mixing"):
+        IntegratedGaussian(origin, loc, scale, mixing=mixing[:-1, :-1])
+
+
+def test_learned_noise_mixing_starts_independent_and_is_fitted():
+    """noise_order="learned" starts as order 1 (same likelihood for the same weights) and its mixing matrix is
+    trained by the likelihood: a gradient reaches exactly its below-diagonal entries."""
+    batch = TrajectoryBatch.from_past(torch.randn(3, 8, 2).cumsum(1), torch.randn(3, 12, 2).cumsum(1))
+    torch.manual_seed(0)
+    learned = TrajectoryCVAE(latent_dim=4, noise_order="learned")
+    plain = TrajectoryCVAE(latent_dim=4)
+    plain.load_state_dict({k: v for k, v in learned.state_dict().items() if "mixing" not in k})
+    nll = []
+    for model in (learned, plain):
+        torch.manual_seed(1)
+        nll.append(model.elbo_terms(batch)["rec_nll"])
+    torch.testing.assert_close(*nll)
+    nll[0].sum().backward()
+    grad = learned.generation_net.mixing_offdiag.grad
+    assert grad.abs().tril(-1).sum() > 0 and grad.triu().abs().sum() == 0
+    with pytest.raises(ValueError, match="noise_order"):
+        TrajectoryCVAE(noise_order="smooth")
 
 
 def test_noise_order_reaches_the_decoder_and_needs_the_mlp_decoder():

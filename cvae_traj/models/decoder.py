@@ -15,6 +15,8 @@ class IntegratedGaussian(Distribution):
     order 1: the per-step displacements are independent Gaussians N(loc_t, scale_t).
     order 2: the displacements' deviations from loc drift: deviation_t = deviation_{t-1} + scale_t * eps_t, so a
     draw that starts off faster or turned stays so and its path is smooth, not a random walk of positions.
+    mixing: any lower-triangular (T_pred, T_pred) matrix M with unit diagonal instead (orders 1 and 2 are M = I
+    and M = the lower triangle of ones): deviation_t = sum_{s <= t} M[t, s] * scale_s * eps_s.
     Either way the map from the standard normal innovations to positions is triangular with unit diagonal
     (a Jacobian of 1 after the scales), so log p(positions) = sum over steps and axes of log N(innovation_t;
     0, scale_t).
@@ -24,13 +26,16 @@ class IntegratedGaussian(Distribution):
     support = constraints.real
     has_rsample = True
 
-    def __init__(self, origin: Tensor, loc: Tensor, scale: Tensor, order: int = 1,
+    def __init__(self, origin: Tensor, loc: Tensor, scale: Tensor, order: int = 1, mixing: Tensor | None = None,
                  validate_args: bool | None = None) -> None:
         if order not in (1, 2):
             raise ValueError(f"order must be 1 or 2, got {order!r}")
+        if mixing is not None and (order != 1 or mixing.shape != (loc.shape[-2],) * 2):
+            raise ValueError(f"mixing must be ({loc.shape[-2]}, {loc.shape[-2]}) and replaces order, got "
+                             f"{tuple(mixing.shape)} with order {order}")
         self.origin = origin  # (..., 2) last observed position
         self.loc, self.scale = loc, scale  # (..., T_pred, 2) displacement moments
-        self.order = order
+        self.order, self.mixing = order, mixing
         super().__init__(batch_shape=loc.shape[:-2], event_shape=loc.shape[-2:], validate_args=validate_args)
 
     @property
@@ -48,33 +53,53 @@ class IntegratedGaussian(Distribution):
     def from_noise(self, eps: Tensor) -> Tensor:
         """The draw that standard normal noise `eps` (..., T_pred, 2) makes: deterministic, mean at eps = 0."""
         deviation = self.scale * eps
-        if self.order == 2:
+        if self.mixing is not None:
+            deviation = torch.einsum("ts,...sc->...tc", self.mixing, deviation)
+        elif self.order == 2:
             deviation = deviation.cumsum(dim=-2)
         return self.origin.unsqueeze(-2) + (self.loc + deviation).cumsum(dim=-2)
 
     def log_prob(self, value: Tensor) -> Tensor:
         prev = torch.cat([self.origin.unsqueeze(-2).expand_as(value[..., :1, :]), value[..., :-1, :]], dim=-2)
         innovation = value - prev - self.loc  # order 1: each step's deviation
-        if self.order == 2:  # each step's change of deviation, the first against none
+        if self.mixing is not None:
+            innovation = torch.linalg.solve_triangular(self.mixing, innovation, upper=False, unitriangular=True)
+        elif self.order == 2:  # each step's change of deviation, the first against none
             innovation = torch.diff(innovation, dim=-2, prepend=torch.zeros_like(innovation[..., :1, :]))
         return Normal(torch.zeros_like(self.scale), self.scale).log_prob(innovation).sum(dim=(-1, -2))
 
 
 class TrajectoryDecoder(nn.Module):
-    """Maps (x, z) to per-step Gaussian displacements, integrated into positions from the last observation."""
+    """Maps (x, z) to per-step Gaussian displacements, integrated into positions from the last observation.
+
+    noise_order 1 or 2 is IntegratedGaussian's order; "learned" learns its mixing matrix (shared by all agents,
+    starting from order 1), so how the steps' noise is correlated in time is fitted, not assumed.
+    """
 
     def __init__(self, context_dim: int, latent_dim: int, pred_len: int, hidden_dim: int = 64,
-                 min_scale: float = 0.01, noise_order: int = 1) -> None:
+                 min_scale: float = 0.01, noise_order: int | str = 1) -> None:
         super().__init__()
+        if noise_order not in (1, 2, "learned"):
+            raise ValueError(f"noise_order must be 1, 2 or 'learned', got {noise_order!r}")
         self.pred_len, self.min_scale, self.noise_order = pred_len, min_scale, noise_order
         self.net = nn.Sequential(nn.Linear(context_dim + latent_dim, hidden_dim), nn.ReLU(),
                                  mlp(hidden_dim, hidden_dim, 4 * pred_len))
+        # Below-diagonal entries of the mixing matrix (the rest is masked out).
+        self.mixing_offdiag = nn.Parameter(torch.zeros(pred_len, pred_len)) if noise_order == "learned" else None
+
+    def mixing(self) -> Tensor | None:
+        if self.mixing_offdiag is None:
+            return None
+        eye = torch.eye(self.pred_len, dtype=self.mixing_offdiag.dtype, device=self.mixing_offdiag.device)
+        return eye + torch.tril(self.mixing_offdiag, diagonal=-1)
 
     def forward(self, context: Tensor, z: Tensor, origin: Tensor) -> IntegratedGaussian:
         """context (..., C), z (..., D), origin (..., 2) -> distribution with event (T_pred, 2)."""
         out = self.net(torch.cat([context, z], dim=-1)).unflatten(-1, (self.pred_len, 4))
         loc, raw_scale = out[..., :2], out[..., 2:]
-        return IntegratedGaussian(origin, loc, F.softplus(raw_scale) + self.min_scale, order=self.noise_order)
+        mixing = self.mixing()
+        return IntegratedGaussian(origin, loc, F.softplus(raw_scale) + self.min_scale,
+                                  order=1 if mixing is not None else self.noise_order, mixing=mixing)
 
 
 class AutoregressiveGaussian(Distribution):
