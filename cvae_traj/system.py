@@ -53,6 +53,9 @@ class TrajectoryCVAE(L.LightningModule):
         variety_weight: weight of a best-of-many term added to the negative ELBO: the smallest average
             displacement (metres) among `variety_samples` decoder means at z ~ p(z|x), reparameterised. It
             trains the prior path that best-of-K evaluates (0: the plain ELBO).
+        lr, lr_decay, lr_decay_steps: AdamW's learning rate, multiplied by lr_decay once per epoch, or, with
+            lr_decay_steps, by lr_decay over every lr_decay_steps optimiser steps (a little each step), so that
+            training sets of different sizes get the same schedule when trained for the same trainer.max_steps.
         variety_samples: futures drawn from the prior path for that term.
         variety_noise: draw those futures from p(y|x,z) (reparameterised) as best-of-K evaluates them, rather
             than taking the decoder's mean for each z.
@@ -81,12 +84,16 @@ class TrajectoryCVAE(L.LightningModule):
         variety_noise: bool = False,
         lr: float = 1e-3,
         lr_decay: float = 1.0,
+        lr_decay_steps: int | None = None,
         weight_decay: float = 0.0,
         num_eval_samples: int = 20,
         num_eval_importance: int = 10,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if lr_decay_steps is not None and not lr_decay_steps > 0:
+            raise ValueError(f"lr_decay_steps must be a positive number of optimiser steps or None, got "
+                             f"{lr_decay_steps!r}")
         if decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {sorted(DECODERS)}, got {decoder!r}")
         self.history_encoder = HistoryEncoder(hidden_dim)
@@ -269,8 +276,13 @@ class TrajectoryCVAE(L.LightningModule):
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.hparams.lr_decay)
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        every = self.hparams.get("lr_decay_steps")
+        if every is None:  # once per epoch
+            scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.hparams.lr_decay)
+            return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        # A little every step: lr_decay over each `every` steps, whatever an epoch's length.
+        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.hparams.lr_decay ** (1.0 / every))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def _agent_frame(self, batch: TrajectoryBatch) -> tuple[TrajectoryBatch, Tensor | None, Tensor | None]:
         """The batch in each agent's own frame, the rotation m (B, 2, 2) and the speed scale (B,) used:
