@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from cvae_traj import TrajectoryBatch, TrajectoryCVAE, load_model
+from cvae_traj import SyntheticDataModule, TrajectoryBatch, TrajectoryCVAE, load_model
 from cvae_traj.metrics import constant_velocity, min_ade, min_fde
 
 SPEED_PER_STEP = 1.3 * 0.4
@@ -188,3 +188,22 @@ def test_weight_averaging_is_what_validation_selects_and_test_scores(tiny_train_
     assert metrics["test"]["test/ml_ade"] == pytest.approx(ml_ade(averaged), rel=1e-5)
     averaged.load_state_dict(raw)
     assert metrics["test"]["test/ml_ade"] != pytest.approx(ml_ade(averaged), rel=1e-3)
+
+
+@pytest.mark.parametrize("decay_steps, expected_lr", [(None, 1e-2 * 0.5 ** 3), (4, 1e-2 * 0.5 ** (6 / 4))])
+def test_learning_rate_decays_per_epoch_or_per_step_and_max_steps_spans_epochs(decay_steps, expected_lr):
+    """Two batches an epoch, six steps: three epochs' decay, or 6 / 4 of lr_decay with lr_decay_steps=4."""
+    L.seed_everything(0)
+    datamodule = SyntheticDataModule(num_train_agents=60, num_val_agents=10, num_test_agents=10, batch_size=8)
+    model = TrajectoryCVAE(hidden_dim=8, latent_dim=2, lr=1e-2, lr_decay=0.5, lr_decay_steps=decay_steps)
+    trainer = L.Trainer(max_steps=6, max_epochs=-1, limit_train_batches=2, limit_val_batches=0, accelerator="cpu",
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    trainer.fit(model, datamodule=datamodule)
+    assert (trainer.global_step, trainer.current_epoch) == (6, 3)
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(expected_lr, rel=1e-6)
+
+
+def test_lr_decay_steps_must_be_positive():
+    with pytest.raises(ValueError, match="lr_decay_steps"):
+        TrajectoryCVAE(lr_decay_steps=0)
