@@ -53,12 +53,12 @@ class TrajectoryCVAE(L.LightningModule):
         variety_weight: weight of a best-of-many term added to the negative ELBO: the smallest average
             displacement (metres) among `variety_samples` decoder means at z ~ p(z|x), reparameterised. It
             trains the prior path that best-of-K evaluates (0: the plain ELBO).
-        lr, lr_decay, lr_decay_steps: AdamW's learning rate, multiplied by lr_decay once per epoch, or, with
-            lr_decay_steps, by lr_decay over every lr_decay_steps optimiser steps (a little each step), so that
-            training sets of different sizes get the same schedule when trained for the same trainer.max_steps.
         variety_samples: futures drawn from the prior path for that term.
         variety_noise: draw those futures from p(y|x,z) (reparameterised) as best-of-K evaluates them, rather
             than taking the decoder's mean for each z.
+        lr, lr_decay, lr_decay_steps: AdamW's learning rate, multiplied by lr_decay once per epoch, or, with
+            lr_decay_steps, by lr_decay over every lr_decay_steps optimiser steps (a little each step), so that
+            training sets of different sizes get the same schedule when trained for the same trainer.max_steps.
         num_eval_samples: K of the best-of-K metrics logged at validation and test.
         num_eval_importance: importance samples of the NLL bound logged at validation and test (0: skip).
     """
