@@ -42,6 +42,9 @@ class TrajectoryCVAE(L.LightningModule):
         noise_order: the mlp decoder's noise (IntegratedGaussian): 1, independent per-step displacements; 2,
             deviations of the displacements that drift, so each draw is a smooth path; "learned", a fitted
             correlation in time (a lower-triangular mixing of the steps' noise, starting from 1).
+        decoder_min_scale: floor of the decoder's per-step standard deviation (metres; units of observed speed
+            with speed_frame), added to the learned softplus scale: how little noise a draw from p(y|x,z) can
+            have, for example for an agent standing still.
         heading_frame: forecast in each agent's own frame (x along its observed heading), so the map's
             orientation does not matter; log-likelihoods are the same in either frame (a rigid motion).
         speed_frame: also measure lengths in units of each agent's observed speed (models.frame.speed_scale),
@@ -74,6 +77,7 @@ class TrajectoryCVAE(L.LightningModule):
         social_radius: float | None = None,
         decoder: str = "mlp",
         noise_order: int | str = 1,
+        decoder_min_scale: float = 0.01,
         heading_frame: bool = False,
         speed_frame: bool = False,
         beta: float = 1.0,
@@ -107,8 +111,12 @@ class TrajectoryCVAE(L.LightningModule):
         self.recognition_net = RecognitionNet(context_dim, latent_dim, hidden_dim)
         if noise_order != 1 and decoder != "mlp":
             raise ValueError(f"noise_order {noise_order} needs decoder='mlp' (the gru decoder's noise is per step)")
+        if not decoder_min_scale > 0:
+            raise ValueError(f"decoder_min_scale must be positive (the decoder's smallest standard deviation), got "
+                             f"{decoder_min_scale!r}")
         extra = {"noise_order": noise_order} if decoder == "mlp" else {}
-        self.generation_net = DECODERS[decoder](context_dim, latent_dim, pred_len, hidden_dim, **extra)
+        self.generation_net = DECODERS[decoder](context_dim, latent_dim, pred_len, hidden_dim,
+                                                min_scale=decoder_min_scale, **extra)
         # Means over windows that stay right across processes: each holds a sum and a count, all-reduced
         # at epoch end, so unequal shards are weighted by their windows (not averaged per process).
         names = [f"min_ade_{num_eval_samples}", f"min_fde_{num_eval_samples}", "ml_ade", "ml_fde", "cv_ade", "cv_fde",

@@ -87,6 +87,29 @@ def test_noise_order_reaches_the_decoder_and_needs_the_mlp_decoder():
         TrajectoryCVAE(decoder="gru", noise_order=2)
 
 
+@pytest.mark.parametrize("decoder", ["mlp", "gru"])
+def test_decoder_min_scale_is_the_floor_of_the_decoders_noise(decoder):
+    """With the learned part of the scale pushed to nothing, every step's standard deviation is the floor: the
+    density at the decoder's mean path is that of 24 normals of std decoder_min_scale at their centre, so a
+    standing agent's draws can be as tight as the floor allows (and no tighter)."""
+    batch = TrajectoryBatch.from_past(torch.randn(3, 8, 2).cumsum(1), torch.randn(3, 12, 2).cumsum(1))
+    for floor in (0.01, 0.002):
+        torch.manual_seed(0)
+        model = TrajectoryCVAE(latent_dim=4, decoder=decoder, decoder_min_scale=floor)
+        head = model.generation_net.net[-1] if decoder == "mlp" else model.generation_net.head
+        last = head[-1]  # the Linear layer that gives (loc, raw scale) per step
+        with torch.no_grad():  # raw scales (every output's last two of four) at -50: softplus ~ 0
+            last.weight.view(-1, 4, last.in_features)[:, 2:].zero_()
+            last.bias.view(-1, 4)[:, 2:] = -50.0
+            context = model.encode(batch)
+            p_y = model.generation_net(context, torch.randn(3, 4), batch.past[:, -1])
+            log_density = p_y.log_prob(p_y.mean)
+        expected = Normal(0.0, floor).log_prob(torch.zeros(3)) * 24
+        torch.testing.assert_close(log_density, expected)
+    with pytest.raises(ValueError, match="decoder_min_scale"):
+        TrajectoryCVAE(decoder_min_scale=0.0)
+
+
 def linear_gaussian(d_z=3, d_y=5, sigma=0.5, seed=0):
     """z ~ N(0, I), y | z ~ N(A z + b, sigma^2 I): log p(y) and p(z | y) are exact Gaussians."""
     g = torch.Generator().manual_seed(seed)
