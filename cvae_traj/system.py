@@ -38,6 +38,8 @@ class TrajectoryCVAE(L.LightningModule):
         social_radius: attend only to neighbour positions within this distance of the target at the same
             observed step (metres; units of observed speed with speed_frame); a neighbour never that close
             is ignored. None: every agent present in the observed frames.
+        social_extended: also give the social encoder each neighbour's distance (now and at the same step) and its
+            velocity relative to the target's, per observed step (SocialEncoder's extended features).
         decoder: "mlp" (all steps at once) or "gru" (autoregressive, so each sampled future is coherent).
         noise_order: the mlp decoder's noise (IntegratedGaussian): 1, independent per-step displacements; 2,
             deviations of the displacements that drift, so each draw is a smooth path; "learned", a fitted
@@ -75,6 +77,7 @@ class TrajectoryCVAE(L.LightningModule):
         latent_dim: int = 16,
         social: bool = False,
         social_radius: float | None = None,
+        social_extended: bool = False,
         decoder: str = "mlp",
         noise_order: int | str = 1,
         decoder_min_scale: float = 0.01,
@@ -102,7 +105,7 @@ class TrajectoryCVAE(L.LightningModule):
             raise ValueError(f"decoder must be one of {sorted(DECODERS)}, got {decoder!r}")
         self.history_encoder = HistoryEncoder(hidden_dim)
         context_dim = self.history_encoder.out_dim
-        self.social_encoder = SocialEncoder(obs_len, hidden_dim, hidden_dim) if social else None
+        self.social_encoder = SocialEncoder(obs_len, hidden_dim, hidden_dim, extended=social_extended) if social else None
         if social:
             context_dim += self.social_encoder.out_dim
         if social_radius is not None and not social_radius > 0:

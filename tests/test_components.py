@@ -25,9 +25,10 @@ def context(model, batch):
         return model.encode(batch)
 
 
-def test_social_context_uses_neighbours_but_not_padding_or_their_order():
+@pytest.mark.parametrize("extended", [False, True])
+def test_social_context_uses_neighbours_but_not_padding_or_their_order(extended):
     torch.manual_seed(0)
-    model = TrajectoryCVAE(social=True).eval()
+    model = TrajectoryCVAE(social=True, social_extended=extended).eval()
     batch = scene_batch()
     base = context(model, batch)
     moved = TrajectoryBatch(batch.past, batch.future, batch.neighbours + batch.neighbour_mask.unsqueeze(-1) * 1.5,
@@ -43,6 +44,30 @@ def test_social_context_uses_neighbours_but_not_padding_or_their_order():
     torch.testing.assert_close(context(model, padded), base, atol=1e-5, rtol=1e-5)
     alone = TrajectoryBatch.from_past(batch.past, batch.future)
     assert torch.isfinite(context(model, alone)).all()
+
+
+def test_extended_neighbour_features_are_distances_and_relative_velocities():
+    """Per step, after the 7 basic features: distance now, distance at the same step, and the neighbour's velocity
+    minus the target's (both backward differences), zero where either step is unobserved."""
+    from cvae_traj.models import neighbour_features
+    past = torch.stack([torch.arange(8.0), torch.zeros(8)], -1).unsqueeze(0)  # 1 m per step along x
+    standing = torch.tensor([3.0, 4.0]).expand(8, 2)
+    alongside = past[0] + torch.tensor([0.0, 2.0])
+    neighbours = torch.stack([standing, alongside]).unsqueeze(0)  # (1, 2, 8, 2)
+    mask = torch.ones(1, 2, 8, dtype=torch.bool)
+    mask[0, 0, 3] = False  # the standing one unseen at step 3
+    basic = neighbour_features(past, neighbours, mask).unflatten(-1, (8, 7))
+    ext = neighbour_features(past, neighbours, mask, extended=True).unflatten(-1, (8, 11))
+    torch.testing.assert_close(ext[..., :7], basic)
+    seen = mask[0, 0].float()
+    torch.testing.assert_close(ext[0, 0, :, 7], torch.full((8,), 32.0 ** 0.5) * seen)  # (3, 4) - (7, 0) = (-4, 4)
+    torch.testing.assert_close(ext[0, 1, :, 8], torch.full((8,), 2.0))  # always 2 m to the side
+    torch.testing.assert_close(ext[0, 1, :, 9:], torch.zeros(8, 2))  # same velocity as the target
+    both = torch.tensor([0.0, 1, 1, 0, 0, 1, 1, 1])  # a backward difference needs this step and the one before
+    torch.testing.assert_close(ext[0, 0, :, 9], -both)  # standing: -1 m/step relative to the target along x
+    torch.testing.assert_close(ext[0, 0, :, 10], torch.zeros(8))
+    dist_same = (standing - past[0]).norm(dim=-1) * seen
+    torch.testing.assert_close(ext[0, 0, :, 8], dist_same)
 
 
 def test_social_radius_ignores_neighbours_steps_beyond_it():

@@ -7,18 +7,25 @@ from torch import Tensor, nn
 from cvae_traj.models.latent import mlp
 
 
-def neighbour_features(past: Tensor, neighbours: Tensor, mask: Tensor) -> Tensor:
+def neighbour_features(past: Tensor, neighbours: Tensor, mask: Tensor, extended: bool = False) -> Tensor:
     """Per neighbour and observed step: position relative to the target's last position, position relative
-    to the target at that step, backward-difference velocity, and whether it was observed.
+    to the target at that step, backward-difference velocity, and whether it was observed; with `extended`,
+    also both distances and the velocity relative to the target's (backward differences of each).
 
-    past (B, T, 2), neighbours (B, N, T, 2), mask (B, N, T) -> (B, N, T * 7); unobserved entries are zero.
+    past (B, T, 2), neighbours (B, N, T, 2), mask (B, N, T) -> (B, N, T * F), F = 7 (11 with `extended`);
+    unobserved entries are zero.
     """
     m = mask.unsqueeze(-1).to(past.dtype)  # (B, N, T, 1)
     rel_now = (neighbours - past[:, None, -1:]) * m  # (B, N, T, 2)
     rel_same_step = (neighbours - past[:, None]) * m  # (B, N, T, 2)
     both = m[:, :, 1:] * m[:, :, :-1]
     vel = torch.cat([torch.zeros_like(neighbours[:, :, :1]), (neighbours[:, :, 1:] - neighbours[:, :, :-1]) * both], 2)
-    return torch.cat([rel_now, rel_same_step, vel, m], dim=-1).flatten(2)  # (B, N, T * 7)
+    features = [rel_now, rel_same_step, vel, m]
+    if extended:  # distances, and velocity relative to the target's at the same step
+        own = torch.cat([torch.zeros_like(past[:, :1]), past[:, 1:] - past[:, :-1]], 1)[:, None]  # (B, 1, T, 2)
+        features += [rel_now.norm(dim=-1, keepdim=True), rel_same_step.norm(dim=-1, keepdim=True),
+                     (vel - own) * torch.cat([torch.zeros_like(m[:, :, :1]), both], 2)]
+    return torch.cat(features, dim=-1).flatten(2)  # (B, N, T * F)
 
 
 class SocialEncoder(nn.Module):
@@ -27,9 +34,11 @@ class SocialEncoder(nn.Module):
     A learned "nobody" token is always attendable, so agents without neighbours get a well-defined context.
     """
 
-    def __init__(self, obs_len: int, query_dim: int, hidden_dim: int = 64, num_heads: int = 4) -> None:
+    def __init__(self, obs_len: int, query_dim: int, hidden_dim: int = 64, num_heads: int = 4,
+                 extended: bool = False) -> None:
         super().__init__()
-        self.embed = mlp(obs_len * 7, hidden_dim, hidden_dim)
+        self.extended = extended
+        self.embed = mlp(obs_len * (11 if extended else 7), hidden_dim, hidden_dim)
         self.query = nn.Linear(query_dim, hidden_dim)
         self.nobody = nn.Parameter(torch.zeros(1, 1, hidden_dim))
         self.attention = nn.MultiheadAttention(hidden_dim, num_heads, batch_first=True)
@@ -38,7 +47,8 @@ class SocialEncoder(nn.Module):
     def forward(self, history: Tensor, past: Tensor, neighbours: Tensor, mask: Tensor) -> Tensor:
         """history (B, H) -> social context (B, hidden_dim)."""
         b = past.shape[0]
-        keys = torch.cat([self.nobody.expand(b, 1, -1), self.embed(neighbour_features(past, neighbours, mask))], 1)
+        features = neighbour_features(past, neighbours, mask, self.extended)
+        keys = torch.cat([self.nobody.expand(b, 1, -1), self.embed(features)], 1)
         absent = torch.cat([mask.new_zeros(b, 1), ~mask.any(dim=-1)], dim=1)  # (B, 1 + N): padding slots
         out, _ = self.attention(self.query(history).unsqueeze(1), keys, keys, key_padding_mask=absent,
                                 need_weights=False)
