@@ -128,6 +128,22 @@ def test_autoregressive_sample_and_log_prob_share_one_recursion():
     assert dist.mean.shape == y.shape == (64, 12, 2)
 
 
+def test_autoregressive_step_is_the_gru_cells_own():
+    """The decoder's step, with (x, z)'s share of the input gates computed once, equals nn.GRUCell on [prev, xz]
+    in the same parameters: the precomputation changes the cost, not the model."""
+    torch.manual_seed(2)
+    decoder = GRUTrajectoryDecoder(context_dim=3, latent_dim=2, pred_len=12, hidden_dim=16)
+    xz, prev = torch.randn(32, 5), torch.randn(32, 2)
+    h, gates_xz = decoder._start(xz)
+    h = h + torch.randn_like(h)  # any state
+    stepped, loc, scale = decoder._step(h, prev, gates_xz)
+    expected = decoder.cell(torch.cat([prev, xz], -1), h)
+    torch.testing.assert_close(stepped, expected)
+    out = decoder.head(expected)
+    torch.testing.assert_close(loc, out[:, :2])
+    torch.testing.assert_close(scale, torch.nn.functional.softplus(out[:, 2:]) + decoder.min_scale)
+
+
 def test_rotate_and_flip_is_rigid_about_the_last_observed_position():
     batch = scene_batch(b=64)
     out = rotate_and_flip(batch, generator=torch.Generator().manual_seed(0))

@@ -160,8 +160,21 @@ class GRUTrajectoryDecoder(nn.Module):
         xz = torch.cat([context, z], dim=-1)  # (..., C + D)
         return AutoregressiveGaussian(self, xz, origin)
 
-    def _step(self, h: Tensor, prev: Tensor, xz: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        h = self.cell(torch.cat([prev, xz], dim=-1), h)
+    def _start(self, xz: Tensor) -> tuple[Tensor, Tensor]:
+        """The initial state and the part of the GRU's input gates that (x, z) gives, the same at every step:
+        (N, H) and (N, 3H) for xz flattened to (N, C + D)."""
+        gates_xz = F.linear(xz, self.cell.weight_ih[:, 2:], self.cell.bias_ih)  # the input is [prev (2), xz]
+        return torch.tanh(self.init_state(xz)), gates_xz
+
+    def _step(self, h: Tensor, prev: Tensor, gates_xz: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One GRUCell step on the input [prev, xz], with xz's share of the input gates computed once: only the
+        2-d previous displacement is multiplied in here (nn.GRUCell's equations, in its parameters)."""
+        gi = gates_xz + F.linear(prev, self.cell.weight_ih[:, :2])
+        gh = F.linear(h, self.cell.weight_hh, self.cell.bias_hh)
+        i_r, i_z, i_n = gi.chunk(3, dim=-1)
+        h_r, h_z, h_n = gh.chunk(3, dim=-1)
+        reset, update = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+        h = torch.lerp(torch.tanh(i_n + reset * h_n), h, update)  # (1 - update) * candidate + update * h
         out = self.head(h)
         return h, out[:, :2], F.softplus(out[:, 2:]) + self.min_scale
 
@@ -169,10 +182,10 @@ class GRUTrajectoryDecoder(nn.Module):
         """Teacher forcing: per-step (loc, scale) given the previous true displacements prev (..., T, 2)."""
         lead = xz.shape[:-1]
         flat_xz, flat_prev = xz.reshape(-1, xz.shape[-1]), prev.reshape(-1, self.pred_len, 2)
-        h = torch.tanh(self.init_state(flat_xz))
+        h, gates_xz = self._start(flat_xz)
         locs, scales = [], []
         for t in range(self.pred_len):
-            h, loc, scale = self._step(h, flat_prev[:, t], flat_xz)
+            h, loc, scale = self._step(h, flat_prev[:, t], gates_xz)
             locs.append(loc)
             scales.append(scale)
         return (torch.stack(locs, 1).reshape(*lead, self.pred_len, 2),
@@ -184,11 +197,11 @@ class GRUTrajectoryDecoder(nn.Module):
         lead = xz.shape[:-1]
         flat_xz = xz.reshape(-1, xz.shape[-1])
         flat_noise = None if noise is None else noise.reshape(-1, self.pred_len, 2)
-        h = torch.tanh(self.init_state(flat_xz))
+        h, gates_xz = self._start(flat_xz)
         prev = flat_xz.new_zeros(flat_xz.shape[0], 2)
         steps = []
         for t in range(self.pred_len):
-            h, loc, scale = self._step(h, prev, flat_xz)
+            h, loc, scale = self._step(h, prev, gates_xz)
             prev = loc if flat_noise is None else loc + scale * flat_noise[:, t]
             steps.append(prev)
         return torch.stack(steps, 1).reshape(*lead, self.pred_len, 2)
