@@ -105,7 +105,8 @@ class TrajectoryCVAE(L.LightningModule):
             raise ValueError(f"decoder must be one of {sorted(DECODERS)}, got {decoder!r}")
         self.history_encoder = HistoryEncoder(hidden_dim)
         context_dim = self.history_encoder.out_dim
-        self.social_encoder = SocialEncoder(obs_len, hidden_dim, hidden_dim, extended=social_extended) if social else None
+        self.social_encoder = (SocialEncoder(obs_len, hidden_dim, hidden_dim, extended=social_extended) if social
+                               else None)
         if social:
             context_dim += self.social_encoder.out_dim
         if social_radius is not None and not social_radius > 0:
