@@ -18,13 +18,14 @@ def neighbour_features(past: Tensor, neighbours: Tensor, mask: Tensor, extended:
     m = mask.unsqueeze(-1).to(past.dtype)  # (B, N, T, 1)
     rel_now = (neighbours - past[:, None, -1:]) * m  # (B, N, T, 2)
     rel_same_step = (neighbours - past[:, None]) * m  # (B, N, T, 2)
-    both = m[:, :, 1:] * m[:, :, :-1]
-    vel = torch.cat([torch.zeros_like(neighbours[:, :, :1]), (neighbours[:, :, 1:] - neighbours[:, :, :-1]) * both], 2)
+    # A backward difference needs the step and the one before it observed; none at the first step.
+    both = torch.cat([torch.zeros_like(m[:, :, :1]), m[:, :, 1:] * m[:, :, :-1]], 2)  # (B, N, T, 1)
+    vel = torch.diff(neighbours, dim=2, prepend=neighbours[:, :, :1]) * both
     features = [rel_now, rel_same_step, vel, m]
     if extended:  # distances, and velocity relative to the target's at the same step
-        own = torch.cat([torch.zeros_like(past[:, :1]), past[:, 1:] - past[:, :-1]], 1)[:, None]  # (B, 1, T, 2)
+        own = torch.diff(past, dim=1, prepend=past[:, :1])[:, None]  # (B, 1, T, 2)
         features += [rel_now.norm(dim=-1, keepdim=True), rel_same_step.norm(dim=-1, keepdim=True),
-                     (vel - own) * torch.cat([torch.zeros_like(m[:, :, :1]), both], 2)]
+                     (vel - own) * both]
     return torch.cat(features, dim=-1).flatten(2)  # (B, N, T * F)
 
 
