@@ -64,16 +64,19 @@ def predict_futures(
     frame_step: float | None = None,
     batch_size: int = 1024,
     neighbour_budget: int = 2**16,
+    cluster_from: int | None = None,
 ) -> pd.DataFrame:
     """K sampled futures per agent, in long format with columns agent_id, sample, step, frame, x, y.
 
     Agents are those whose last T_obs positions are consecutive and end at `at_frame` (default: the
     table's last frame). `step` runs 1..T_pred and `frame` is the future frame in the table's units;
     `sample` runs 0..K-1. Seed with torch.manual_seed for repeatable samples. `iter_futures` gives the same
-    rows batch by batch, for more agents than the futures of all of them fit in memory.
+    rows batch by batch, for more agents than the futures of all of them fit in memory. With `cluster_from`
+    M, each agent's K futures are representatives of M draws clustered by final position
+    (cvae_traj.clustering): spread over where the agent may end up, rather than K independent draws.
     """
     return pd.concat(iter_futures(model, tracks, num_samples, at_frame, columns, time_unit, frame_step, batch_size,
-                                  neighbour_budget), ignore_index=True)
+                                  neighbour_budget, cluster_from), ignore_index=True)
 
 
 def iter_futures(
@@ -86,6 +89,7 @@ def iter_futures(
     frame_step: float | None = None,
     batch_size: int = 1024,
     neighbour_budget: int = 2**16,
+    cluster_from: int | None = None,
 ) -> Iterator[pd.DataFrame]:
     """The rows of `predict_futures`, one data frame per batch, sampled as they are asked for.
 
@@ -93,6 +97,8 @@ def iter_futures(
     frames is a neighbour of each, so a batch holds at most `neighbour_budget` neighbour tracks. The table
     is checked and its agents found here, so bad input raises at the call, before any sampling.
     """
+    if cluster_from is not None and cluster_from < num_samples:
+        raise InputError(f"cluster_from ({cluster_from}) must be at least num_samples ({num_samples})")
     table = tracks if isinstance(tracks, TrackTable) else validate_tracks(
         tracks, columns=columns, time_unit=time_unit, frame_step=frame_step, dt=model.hparams.dt)
     at_step = frame_to_step(table, at_frame)
@@ -100,18 +106,19 @@ def iter_futures(
     # All windows end at the same step, so each has the same neighbours count: the others present.
     crowd = int(windows.index.neighbours(windows.start[:1], model.hparams.obs_len)[0][0])
     size = max(1, min(batch_size, neighbour_budget // max(crowd, 1)))
-    return _sample_batches(model, table, windows, at_step, num_samples, size)
+    return _sample_batches(model, table, windows, at_step, num_samples, size, cluster_from)
 
 
 @torch.no_grad()
 def _sample_batches(model: TrajectoryCVAE, table: TrackTable, windows: Windows, at_step: int, num_samples: int,
-                    batch_size: int) -> Iterator[pd.DataFrame]:
+                    batch_size: int, cluster_from: int | None) -> Iterator[pd.DataFrame]:
     device = next(model.parameters()).device
     steps = np.arange(1, model.hparams.pred_len + 1)
     frames = table.frames(at_step + steps)
     for lo in range(0, len(windows), batch_size):
         index = np.arange(lo, min(lo + batch_size, len(windows)))
-        samples = model.sample(windows.batch(index).to(device), num_samples=num_samples).cpu().numpy()
+        samples = model.sample(windows.batch(index).to(device), num_samples=num_samples,
+                               cluster_from=cluster_from).cpu().numpy()
         w, k, t, _ = samples.shape  # (W, K, T_pred, 2)
         yield pd.DataFrame({
             "agent_id": np.repeat(table.agent_ids[windows.agent[index]], k * t),

@@ -30,7 +30,7 @@ def predict(cfg: DictConfig) -> Path:
                                frame_step=cfg.frame_step, dt=model.hparams.dt)
     torch.manual_seed(cfg.seed)
     futures = iter_futures(model, table, num_samples=cfg.num_samples, at_frame=cfg.at_frame,
-                           batch_size=cfg.batch_size)
+                           batch_size=cfg.batch_size, cluster_from=cfg.get("cluster_from"))
     figure = None
     if cfg.plot:
         futures = list(futures)

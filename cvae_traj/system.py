@@ -15,6 +15,7 @@ from torch.distributions import Distribution
 from torchmetrics import MeanMetric, MetricCollection
 
 from cvae_traj.batch import TrajectoryBatch
+from cvae_traj.clustering import cluster_futures
 from cvae_traj.diagnostics import COLLAPSE_NATS, latent_diagnostics_from_sums, latent_sums
 from cvae_traj.errors import TrainingDivergedError
 from cvae_traj.metrics import constant_velocity, min_ade, min_fde
@@ -173,18 +174,25 @@ class TrajectoryCVAE(L.LightningModule):
         return terms
 
     @torch.no_grad()
-    def sample(self, batch: TrajectoryBatch | Tensor, num_samples: int = 20, decoder_noise: bool = True) -> Tensor:
+    def sample(self, batch: TrajectoryBatch | Tensor, num_samples: int = 20, decoder_noise: bool = True,
+               cluster_from: int | None = None) -> Tensor:
         """K futures per agent in absolute positions: (B, K, T_pred, 2). Seed with torch.manual_seed.
 
         `batch` is a TrajectoryBatch or a past tensor (B, T_obs, 2). With decoder_noise=False each
-        future is the decoder's mean for its z, rather than a draw from p(y|x,z).
+        future is the decoder's mean for its z, rather than a draw from p(y|x,z). With cluster_from=M,
+        M futures are drawn and K representatives of their final-position clusters kept
+        (cvae_traj.clustering): not independent draws, so not the protocol's best-of-K.
         """
         if isinstance(batch, Tensor):
             batch = TrajectoryBatch.from_past(batch)
+        if cluster_from is not None and cluster_from < num_samples:
+            raise ValueError(f"cluster_from must be at least num_samples ({num_samples}), got {cluster_from}")
+        draws = num_samples if cluster_from is None else cluster_from
         b, device = len(batch), batch.past.device
-        z_noise = torch.randn(num_samples, b, self.hparams.latent_dim, device=device)
-        y_noise = torch.randn(num_samples, b, self.hparams.pred_len, 2, device=device)
-        return self.sample_from_noise(batch, z_noise, y_noise if decoder_noise else torch.zeros_like(y_noise))
+        z_noise = torch.randn(draws, b, self.hparams.latent_dim, device=device)
+        y_noise = torch.randn(draws, b, self.hparams.pred_len, 2, device=device)
+        futures = self.sample_from_noise(batch, z_noise, y_noise if decoder_noise else torch.zeros_like(y_noise))
+        return futures if cluster_from is None else cluster_futures(futures, num_samples)
 
     def sample_from_noise(self, batch: TrajectoryBatch, z_noise: Tensor, y_noise: Tensor) -> Tensor:
         """The futures that standard normal noise makes, deterministically: (B, K, T_pred, 2).

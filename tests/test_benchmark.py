@@ -22,7 +22,8 @@ def test_benchmark_smoke_on_one_fold(tmp_path, eth_ucy_root, monkeypatch):
             f"runs_dir={tmp_path / 'runs'}", f"output_dir={tmp_path / 'results'}",
             f"checkpoints_dir={tmp_path / 'ckpt'}", "command=smoke", "likelihood.num_importance=5",
             "likelihood.kde_samples=50", "likelihood.calibration_samples=40", "likelihood.calibration_levels=[0.5,0.9]",
-            "train_overrides=[" + ",".join(f"'{o}'" for o in TRAIN_OVERRIDES) + "]", "workers=2"]
+            "clustered.cluster_from=40", "workers=2",
+            "train_overrides=[" + ",".join(f"'{o}'" for o in TRAIN_OVERRIDES) + "]"]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="benchmark", overrides=argv)
         cfg.argv, cfg.script = argv, str(ROOT / "benchmarks" / "eth_ucy.py")
@@ -31,6 +32,21 @@ def test_benchmark_smoke_on_one_fold(tmp_path, eth_ucy_root, monkeypatch):
         # A second call continues from the records: nothing is trained again and the table is the same.
         monkeypatch.setattr("cvae_traj.benchmark.train", lambda cfg: pytest.fail("retrained a recorded run"))
         assert run_benchmark(cfg)["variants"] == results["variants"]
+        # fill adds the clustered numbers to records that lack them, from the checkpoint still at hand only.
+        records = {v: run_record_path(tmp_path / "results", v, "zara1", 0) for v in ("full", "no_social")}
+        for variant, path in records.items():
+            record = json.loads(path.read_text())
+            path.write_text(json.dumps({k: v for k, v in record.items() if k != "clustered"}))
+        (tmp_path / "runs/no_social/zara1/seed0/checkpoints/best.ckpt").unlink()
+        cfg.clustered.fill = True
+        refilled = run_benchmark(cfg)["variants"]
+        cfg.clustered.fill = False
+    assert "clustered" not in json.loads(records["no_social"].read_text())
+    assert "clustered" not in refilled["no_social"]["scenes"]["zara1"]
+    filled = json.loads(records["full"].read_text())["clustered"]
+    first = results["variants"]["full"]["scenes"]["zara1"]["runs"][0]["clustered"]
+    # The same checkpoint, seed and windows: the same draws (up to thread-count rounding).
+    assert filled["commit"] and filled["min_ade_20"] == pytest.approx(first["min_ade_20"], rel=1e-4)
 
     row = results["variants"]["full"]["scenes"]["zara1"]
     assert row["windows"] == 2356  # PROTOCOL.md's ZARA1 test count
@@ -57,9 +73,17 @@ def test_benchmark_smoke_on_one_fold(tmp_path, eth_ucy_root, monkeypatch):
     assert results["variants"]["full"]["average"]["kde_nll"]["mean"] == row["kde_nll"]["mean"]
     assert (tmp_path / "results" / "reliability.png").stat().st_size > 0
 
+    # The labelled clustering variant, on the same test windows, beside the same run's independent draws.
+    clustered = row["clustered"]
+    assert run["clustered"]["windows"] == 2356 and run["clustered"]["cluster_from"] == 40
+    assert clustered["draws_ade_20"]["values"] == row["min_ade_20"]["values"] and clustered["seeds"] == [0]
+    assert results["variants"]["full"]["clustered_average"]["min_fde_20"]["mean"] == clustered["min_fde_20"]["mean"]
+
     table = (tmp_path / "results" / "eth_ucy.md").read_text()
     assert f"| full | zara1 | {row['kde_nll']['mean']:.3f} ± 0.000 | -1.13 |" in table
     assert "| full | zara1 | 2356 | 1 |" in table and "CV ADE" in table and "Seeds: [0]" in table
+    assert f"| full | zara1 | [0] | {clustered['min_ade_20']['mean']:.3f} ± 0.000 |" in table
+    assert "representatives of 40 draws" in table and "Not the headline" in table
     assert f"{threads} torch thread(s) per training run, 2 run(s) at a time" in table
     assert json.loads((tmp_path / "results" / "eth_ucy.json").read_text())["variants"]["full"]["complete"]
     record = json.loads((tmp_path / "results" / "runs" / "full" / "zara1" / "seed0.json").read_text())

@@ -96,6 +96,15 @@ def test_predict_writes_csv_parquet_and_plot(predict_cfg, tmp_path):
                                   out[["agent_id", "step"]])
 
 
+def test_predict_writes_clustered_futures(predict_cfg, tmp_path):
+    predict(predict_cfg(cluster_from=30))
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert sorted(out["sample"].unique()) == [0, 1, 2] and len(out) == 3 * T_PRED
+    with pytest.raises(InputError, match=r"cluster_from \(2\) must be at least num_samples \(3\)"):
+        predict(predict_cfg(cluster_from=2, output=tmp_path / "other.csv"))
+    assert not (tmp_path / "other.csv").exists()
+
+
 @pytest.mark.parametrize("edit, error, message", [
     (lambda df: df.rename(columns={"x": "px"}), InputError, r"missing column\(s\) 'x'"),
     (lambda df: df.assign(x=df["x"].astype(object).where(df.index != 3, "abc")), InputError, "non-numeric value 'abc'"),

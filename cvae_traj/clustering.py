@@ -1,0 +1,71 @@
+"""Final-position clustering: K representative futures out of many draws (SocialVAE's FPC).
+
+Draw M > K futures, group their final positions into K clusters with k-means, and keep from each cluster
+the draw whose final position lies nearest its centre. Every future returned is one of the model's own
+draws, but the K of them spread over the places the agent may end up instead of crowding its most likely
+one. PROTOCOL.md: this re-selects more than K raw samples, so best-of-K numbers made with it are a labelled
+variant beside the headline, never the headline.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def kmeans(points: Tensor, k: int, iterations: int = 10) -> tuple[Tensor, Tensor]:
+    """Batched k-means with k-means++ seeding: points (B, M, 2) -> centres (B, k, 2), labels (B, M).
+
+    Seeding draws from torch's global generator (seed it with torch.manual_seed). A cluster left empty by
+    an update keeps its previous centre.
+    """
+    b, m, _ = points.shape
+    if not 1 <= k <= m:
+        raise ValueError(f"k must be between 1 and the number of points {m}, got {k}")
+    rows = torch.arange(b, device=points.device)
+    centre = points.new_empty(b, k, 2)
+    centre[:, 0] = points[rows, torch.randint(m, (b,), device=points.device)]
+    nearest = _squared_distance(points, centre[:, :1]).squeeze(-1)  # (B, M) to the closest centre so far
+    for j in range(1, k):
+        # D^2 seeding by inverse CDF; where all points sit on centres the pick falls on any point.
+        cdf = nearest.cumsum(-1)  # (B, M)
+        u = torch.rand(b, 1, dtype=points.dtype, device=points.device) * cdf[:, -1:]
+        pick = torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_max(m - 1)  # (B,)
+        centre[:, j] = points[rows, pick]
+        nearest = torch.minimum(nearest, _squared_distance(points, centre[:, j:j + 1]).squeeze(-1))
+    labels = _nearest_centre(points, centre)  # (B, M)
+    for _ in range(iterations):
+        total = torch.zeros_like(centre).scatter_add_(1, labels.unsqueeze(-1).expand(-1, -1, 2), points)
+        ones = torch.ones_like(points[..., :1])
+        count = torch.zeros_like(centre[..., :1]).scatter_add_(1, labels.unsqueeze(-1), ones)  # (B, k, 1)
+        centre = torch.where(count > 0, total / count.clamp_min(1), centre)  # (B, k, 2)
+        new_labels = _nearest_centre(points, centre)
+        if torch.equal(new_labels, labels):
+            break
+        labels = new_labels
+    return centre, labels
+
+
+def _nearest_centre(points: Tensor, centres: Tensor) -> Tensor:
+    """The index of each point's nearest centre: (B, M, 2), (B, k, 2) -> (B, M)."""
+    return torch.cdist(points, centres).min(-1).indices  # quicker on CPU than argmin over a small last axis
+
+
+def _squared_distance(points: Tensor, centres: Tensor) -> Tensor:
+    """(B, M, 2), (B, k, 2) -> (B, M, k)."""
+    d = points.unsqueeze(2) - centres.unsqueeze(1)  # (B, M, k, 2)
+    return d[..., 0].square() + d[..., 1].square()
+
+
+def cluster_futures(samples: Tensor, k: int, iterations: int = 10) -> Tensor:
+    """K representatives of M sampled futures: (B, M, T, 2) -> (B, K, T, 2), each one of the inputs.
+
+    The draws' final positions are clustered with `kmeans`; each cluster contributes its member nearest
+    its centre. A cluster with no members (k-means can leave one) contributes the draw nearest its centre.
+    """
+    finals = samples[:, :, -1]  # (B, M, 2)
+    centre, labels = kmeans(finals, k, iterations)
+    distance = _squared_distance(finals, centre).transpose(1, 2)  # (B, k, M)
+    member = labels.unsqueeze(1) == torch.arange(k, device=samples.device).view(1, k, 1)  # (B, k, M)
+    has_members = member.any(-1, keepdim=True)
+    pick = torch.where(member | ~has_members, distance, torch.full_like(distance, float("inf"))).argmin(-1)
+    return samples.gather(1, pick[..., None, None].expand(-1, -1, *samples.shape[2:]))  # (B, K, T, 2)

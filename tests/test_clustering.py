@@ -1,0 +1,82 @@
+"""Final-position clustering: k-means finds separated groups, and the K futures kept cover them all."""
+import pytest
+import torch
+
+from cvae_traj import TrajectoryCVAE, predict_futures
+from cvae_traj.clustering import cluster_futures, kmeans
+from cvae_traj.errors import InputError
+from test_predict import scene
+
+
+def blobs(counts: list[int], centres: list[tuple[float, float]], spread: float = 0.05) -> torch.Tensor:
+    """(1, sum(counts), 2) points: counts[i] of them around centres[i]."""
+    parts = [torch.tensor(c) + spread * torch.randn(n, 2) for n, c in zip(counts, centres)]
+    return torch.cat(parts).unsqueeze(0)
+
+
+def futures_ending_at(finals: torch.Tensor, pred_len: int = 12) -> torch.Tensor:
+    """(B, M, T, 2) straight futures from the origin to each final position (B, M, 2)."""
+    fraction = torch.arange(1, pred_len + 1, dtype=finals.dtype) / pred_len
+    return finals.unsqueeze(2) * fraction.view(1, 1, -1, 1)
+
+
+def test_kmeans_recovers_separated_groups_of_unequal_size():
+    torch.manual_seed(0)
+    points = blobs([150, 30, 20], [(0.0, 0.0), (5.0, 0.0), (0.0, 5.0)]).repeat(8, 1, 1)  # (8, 200, 2)
+    centres, labels = kmeans(points, 3)
+    truth = torch.tensor([0] * 150 + [1] * 30 + [2] * 20)
+    for b in range(8):
+        # Each true group gets one label of its own, and the centre of that label is the group's mean.
+        assert [len(set(labels[b, truth == g].tolist())) for g in range(3)] == [1, 1, 1]
+        assert len(set(labels[b].tolist())) == 3
+        for g in range(3):
+            label = labels[b, truth == g][0]
+            torch.testing.assert_close(centres[b, label], points[b, truth == g].mean(0))
+
+
+def test_one_future_from_each_mode_however_rare():
+    torch.manual_seed(1)
+    # 90% of the draws end near (4, 0); two rare modes end 3 m to either side.
+    finals = blobs([180, 10, 10], [(4.0, 0.0), (4.0, 3.0), (4.0, -3.0)])
+    kept = cluster_futures(futures_ending_at(finals), 3)
+    assert kept.shape == (1, 3, 12, 2)
+    assert sorted(round(y) for y in kept[0, :, -1, 1].tolist()) == [-3, 0, 3]
+
+
+def test_representatives_are_draws_nearest_their_centre():
+    torch.manual_seed(2)
+    finals = blobs([50, 50], [(0.0, 0.0), (6.0, 0.0)], spread=0.5)
+    samples = futures_ending_at(finals)
+    kept = cluster_futures(samples, 2)
+    for rep in kept[0]:
+        # It is one of the draws, whole (every step), and the one of its group nearest the group's mean.
+        assert (samples[0] == rep).all(dim=(-1, -2)).sum() == 1
+        group = finals[0, (finals[0, :, 0] > 3) == (rep[-1, 0] > 3)]
+        nearest = group[(group - group.mean(0)).norm(dim=-1).argmin()]
+        torch.testing.assert_close(rep[-1], nearest)
+
+
+def test_identical_draws_leave_no_cluster_without_a_future():
+    samples = torch.ones(2, 30, 12, 2)
+    kept = cluster_futures(samples, 5)
+    assert kept.shape == (2, 5, 12, 2) and torch.equal(kept, torch.ones(2, 5, 12, 2))
+
+
+def test_model_samples_clustered_futures():
+    torch.manual_seed(3)
+    model = TrajectoryCVAE(pred_len=12).eval()
+    past = torch.cumsum(torch.rand(5, 8, 2), dim=1)
+    torch.manual_seed(4)
+    kept = model.sample(past, num_samples=4, cluster_from=40)
+    torch.manual_seed(4)
+    draws = model.sample(past, num_samples=40)
+    assert kept.shape == (5, 4, 12, 2)
+    # The same noise gives the same 40 draws; the 4 kept per agent are 4 different ones of them.
+    same = (kept.unsqueeze(2) == draws.unsqueeze(1)).all(dim=(-1, -2))  # (5, 4, 40)
+    assert (same.sum(-1) == 1).all() and (same.any(1).sum(-1) == 4).all()
+    with pytest.raises(ValueError, match="cluster_from must be at least num_samples"):
+        model.sample(past, num_samples=4, cluster_from=3)
+    with pytest.raises(InputError, match=r"cluster_from \(3\) must be at least num_samples \(4\)"):
+        predict_futures(model, scene(), num_samples=4, cluster_from=3)
+    out = predict_futures(model, scene(), num_samples=4, cluster_from=40)
+    assert sorted(out["sample"].unique()) == [0, 1, 2, 3] and len(out) == 4 * 12
