@@ -203,6 +203,20 @@ def test_datamodule_augments_training_batches_only():
         SyntheticDataModule(augment_scale=[1.2, 0.8])
 
 
+def test_reversed_recordings_give_every_training_window_walked_backwards():
+    forward = SyntheticDataModule(num_train_agents=20)
+    both = SyntheticDataModule(num_train_agents=20, augment_reverse=True)
+    n = len(forward.windows("train"))
+    assert len(both.windows("train")) == 2 * n and len(both.windows("val")) == len(forward.windows("val"))
+    fwd, rev = forward.windows("train").batch(range(n)), both.windows("train").batch(range(n, 2 * n))
+    # Each reversed window is a forward window's 20 positions in the opposite order.
+    tracks = torch.cat([fwd.past, fwd.future], 1)
+    backwards = torch.cat([rev.past, rev.future], 1).flip(1)
+    match = (tracks[:, None] == backwards[None]).all(-1).all(-1)  # (n, n)
+    assert (match.sum(0) >= 1).all() and (match.sum(1) >= 1).all()
+    assert (both.windows("val").past == forward.windows("val").past).all()  # never validated on reversed data
+
+
 @pytest.mark.parametrize("social", [False, True])
 def test_heading_frame_makes_forecasts_turn_with_the_scene(social):
     """Turning the whole scene turns the samples the same way, and leaves the likelihood unchanged."""

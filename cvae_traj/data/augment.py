@@ -1,4 +1,5 @@
-"""Training-time augmentation: each agent's scene rotated by a random angle, mirrored and scaled at random.
+"""Training-time augmentation: each agent's scene rotated by a random angle, mirrored and scaled at random,
+and whole recordings played backwards.
 
 Pedestrians in a held-out scene walk in directions the training scenes rarely show; turning and
 mirroring whole scenes (target, future and neighbours alike) teaches the model that physics does not
@@ -9,9 +10,12 @@ position, an observed quantity.
 from __future__ import annotations
 
 import math
+
+import numpy as np
 import torch
 
 from cvae_traj.batch import TrajectoryBatch
+from cvae_traj.data.tracks import TrackTable
 
 
 def rotate_and_flip(batch: TrajectoryBatch, rotate: bool = True, flip: bool = True,
@@ -34,3 +38,12 @@ def rotate_and_flip(batch: TrajectoryBatch, rotate: bool = True, flip: bool = Tr
         factor = low * (high / low) ** torch.rand(b, generator=generator)
         m = m * factor.to(device, dtype)[:, None, None]
     return batch.transformed(m, pivot=batch.past[:, -1])
+
+
+def time_reversed(table: TrackTable) -> TrackTable:
+    """The recording played backwards: every track runs from its last position to its first, on the same grid
+    span, so each 20-step stretch gives a window walked the other way, neighbours reversed with it."""
+    step = table.step.max() - table.step
+    order = np.lexsort((step, table.agent))  # rows sorted by (agent, step) again
+    return TrackTable(step[order], table.agent[order], table.xy[order], table.agent_ids, table.frame0,
+                      table.frame_step, f"{table.source} (reversed)")

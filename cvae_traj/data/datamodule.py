@@ -14,7 +14,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
 from cvae_traj.batch import TrajectoryBatch
-from cvae_traj.data.augment import rotate_and_flip
+from cvae_traj.data.augment import rotate_and_flip, time_reversed
 from cvae_traj.data.tracks import TrackTable
 from cvae_traj.data.windows import Windows, make_windows
 from cvae_traj.errors import InputError
@@ -47,7 +47,8 @@ class TrackDataModule(L.LightningDataModule):
     """Windows of `obs_len` observed and `pred_len` future steps, `dt` seconds apart, from track tables.
 
     augment_rotate / augment_flip turn and mirror each training scene at random, augment_scale = (low, high)
-    scales it by a log-uniform factor (see data/augment.py).
+    scales it by a log-uniform factor, augment_reverse adds every training recording played backwards in
+    time (see data/augment.py).
     """
 
     def __init__(
@@ -62,13 +63,14 @@ class TrackDataModule(L.LightningDataModule):
         augment_rotate: bool = False,
         augment_flip: bool = False,
         augment_scale: tuple[float, float] | None = None,
+        augment_reverse: bool = False,
     ) -> None:
         super().__init__()
         if obs_len < 2 or pred_len < 1:
             raise InputError(f"obs_len must be >= 2 and pred_len >= 1, got {obs_len} and {pred_len}")
         self.obs_len, self.pred_len, self.dt, self.stride = obs_len, pred_len, dt, stride
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
-        self.augment_rotate, self.augment_flip = augment_rotate, augment_flip
+        self.augment_rotate, self.augment_flip, self.augment_reverse = augment_rotate, augment_flip, augment_reverse
         self.augment_scale = None if augment_scale is None else tuple(float(v) for v in augment_scale)
         if self.augment_scale is not None and not (len(self.augment_scale) == 2
                                                    and 0 < self.augment_scale[0] <= self.augment_scale[1]):
@@ -83,6 +85,8 @@ class TrackDataModule(L.LightningDataModule):
         """All windows of a split, cut once and cached."""
         if split not in self._windows:
             tables = self.load_split(split)
+            if split == "train" and self.augment_reverse:
+                tables = tables + [time_reversed(t) for t in tables]
             parts = [make_windows(t, self.obs_len, self.pred_len, self.stride) for t in tables]
             if sum(len(p) for p in parts) == 0:
                 sources = ", ".join(t.source for t in tables)
