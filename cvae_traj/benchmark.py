@@ -226,7 +226,30 @@ def collect(cfg: DictConfig) -> dict:
                                         "complete": complete, "average_seeds": common,
                                         "average": scene_average(same_seeds) if common else None,
                                         "clustered_average": clustered_average(rows, len(cfg.scenes))}
+    if cfg.speed_variant in results["variants"]:
+        for variant, v in results["variants"].items():
+            if variant != cfg.speed_variant:
+                v["validation_vs_reference"] = paired_validation(v, results["variants"][cfg.speed_variant])
     return results
+
+
+def paired_validation(variant: dict, reference: dict) -> dict | None:
+    """The variant's recorded validation minADE_20 / minFDE_20 against the reference's (the recipe), paired by
+    fold and seed: the mean difference over the pairs both have run, and its standard error (None from one pair).
+    A piece is kept or dropped on validation; a difference within about two standard errors is not one."""
+    pairs = []
+    for scene, row in variant["scenes"].items():
+        theirs = {r["seed"]: r["val"] for r in reference["scenes"].get(scene, {}).get("runs", [])}
+        pairs += [(r["val"], theirs[r["seed"]]) for r in row["runs"] if r["seed"] in theirs]
+    if not pairs:
+        return None
+    result = {"pairs": len(pairs)}
+    for name in ("min_ade_20", "min_fde_20"):
+        ours, ref = (np.array([pair[i][f"val/{name}"] for pair in pairs]) for i in (0, 1))
+        diff = ours - ref
+        result[name] = {"variant": float(ours.mean()), "reference": float(ref.mean()), "difference": float(diff.mean()),
+                        "se": float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else None}
+    return result
 
 
 def summarise_scene(runs: list[dict]) -> dict:
@@ -355,6 +378,7 @@ def markdown_table(results: dict) -> str:
                          f"**{_pm(a['min_fde_20'])}** | {a['cv_ade']['mean']:.3f} | {a['cv_fde']['mean']:.3f} | | | |")
     lines += likelihood_table(results)
     lines += clustered_table(results)
+    lines += validation_table(results)
     lines += ["", "Variants (overrides on top of the benchmark's training config):", ""]
     lines += [f"- `{name}`: {' '.join(v['overrides']) or '(none)'}" for name, v in results["variants"].items()]
     lines += ["", f"Code commits of the runs: {', '.join(sorted(commits)) or 'none'}"]
@@ -403,6 +427,30 @@ def likelihood_table(results: dict) -> list[str]:
                          f"{_pm(a['nll_iwae'], 2)} | {_pm(a['nll_iwae_per_step'])} | {_pm(a['nll_elbo'], 2)} | "
                          f"{_pm(a['ml_ade'])} | {_pm(a['ml_fde'])} | {_pm(a['coverage_50'], 2)} | "
                          f"{_pm(a['coverage_90'], 2)} | |")
+    return lines
+
+
+def validation_table(results: dict) -> list[str]:
+    """Markdown lines: each variant's validation against the recipe's, paired by fold and seed."""
+    rows = [(variant, v["validation_vs_reference"]) for variant, v in results["variants"].items()
+            if v.get("validation_vs_reference")]
+    if not rows:
+        return []
+    reference = next(variant for variant, v in results["variants"].items() if "validation_vs_reference" not in v)
+    lines = ["", f"Validation, what pieces are chosen on: each variant's recorded val minADE_20 / minFDE_20 against "
+                 f"`{reference}`'s runs of the same fold and seed (the test split plays no part), the mean over those "
+                 f"pairs and the mean difference ± its standard error (negative: the variant is better). A "
+                 f"difference within about two standard errors is noise. A row recorded on an earlier recipe (its "
+                 f"records' commits) differs from `{reference}` by more than its own overrides.", "",
+             f"| variant | pairs | val minADE_20 | {reference} | difference | val minFDE_20 | {reference} | difference |",
+             "|---|---|---|---|---|---|---|---|"]
+    for variant, c in rows:
+        cells = []
+        for name in ("min_ade_20", "min_fde_20"):
+            m = c[name]
+            se = "" if m["se"] is None else f" ± {m['se']:.4f}"
+            cells.append(f"{m['variant']:.4f} | {m['reference']:.4f} | {m['difference']:+.4f}{se}")
+        lines.append(f"| {variant} | {c['pairs']} | {' | '.join(cells)} |")
     return lines
 
 

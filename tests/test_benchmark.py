@@ -9,7 +9,8 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from cvae_traj import TrajectoryCVAE, predict_futures
-from cvae_traj.benchmark import pending_runs, run_benchmark, run_record_path, sampling_speed, worker_commands
+from cvae_traj.benchmark import (paired_validation, pending_runs, run_benchmark, run_record_path, sampling_speed,
+                                 validation_table, worker_commands)
 from cvae_traj.data.tracks import read_raw_eth_ucy, validate_tracks
 from conftest import ROOT
 
@@ -65,6 +66,10 @@ def test_benchmark_smoke_on_one_fold(tmp_path, eth_ucy_root, monkeypatch):
     other = results["variants"]["no_social"]["scenes"]["zara1"]
     assert other["cv_ade"]["mean"] == row["cv_ade"]["mean"] > 0
     assert row["trainable_parameters"] > other["trainable_parameters"]
+    # Validation against the recipe, paired by fold and seed: the one run each has.
+    versus = results["variants"]["no_social"]["validation_vs_reference"]
+    assert versus["pairs"] == 1 and "validation_vs_reference" not in results["variants"]["full"]
+    assert versus["min_ade_20"]["reference"] == run["val"]["val/min_ade_20"]
 
     # Likelihood and calibration of the selected checkpoint, on the same test windows.
     assert run["likelihood"]["windows"] == 2356 and run["likelihood"]["kde_samples"] == 50
@@ -84,6 +89,7 @@ def test_benchmark_smoke_on_one_fold(tmp_path, eth_ucy_root, monkeypatch):
     assert "| full | zara1 | 2356 | 1 |" in table and "CV ADE" in table and "Seeds: [0]" in table
     assert f"| full | zara1 | [0] | {clustered['min_ade_20']['mean']:.3f} ± 0.000 |" in table
     assert "representatives of 40 draws" in table and "Not the headline" in table
+    assert f"| no_social | 1 | {versus['min_ade_20']['variant']:.4f} | {run['val']['val/min_ade_20']:.4f} |" in table
     assert f"{threads} torch thread(s) per training run, 2 run(s) at a time" in table
     assert json.loads((tmp_path / "results" / "eth_ucy.json").read_text())["variants"]["full"]["complete"]
     record = json.loads((tmp_path / "results" / "runs" / "full" / "zara1" / "seed0.json").read_text())
@@ -154,3 +160,30 @@ def test_workers_get_one_command_per_pending_run_longest_fold_first(tmp_path):
         assert command[1] == "bench.py" and "likelihood.kde_samples=50" in command
         assert {"workers=1", "runs_at_once=2", "tabulate=false", "fresh=true"} <= set(command)
         assert "scenes=[zara1,univ]" not in command and "workers=2" not in command and "fresh=false" not in command
+
+
+def _runs(vals: dict) -> dict:
+    """A collected variant whose runs have the given {scene: {seed: (val minADE_20, val minFDE_20)}}."""
+    return {"scenes": {scene: {"runs": [{"seed": seed, "val": {"val/min_ade_20": a, "val/min_fde_20": f}}
+                                        for seed, (a, f) in by_seed.items()]} for scene, by_seed in vals.items()}}
+
+
+def test_validation_is_compared_with_the_recipe_pair_by_pair():
+    recipe = _runs({"eth": {0: (0.20, 0.36), 1: (0.22, 0.40), 2: (0.30, 0.50)}, "hotel": {0: (0.21, 0.38)}})
+    # Seed 2 of eth has no partner here and hotel seed 1 none in the recipe: neither may count.
+    variant = _runs({"eth": {0: (0.19, 0.37), 1: (0.20, 0.41)}, "hotel": {0: (0.18, 0.36), 1: (0.90, 0.90)}})
+    c = paired_validation(variant, recipe)
+    assert c["pairs"] == 3
+    diffs = [-0.01, -0.02, -0.03]  # per pair, in minADE_20
+    assert c["min_ade_20"]["difference"] == pytest.approx(-0.02)
+    assert c["min_ade_20"]["se"] == pytest.approx(0.01 / 3 ** 0.5)  # sample std 0.01 over sqrt(3) pairs
+    assert sum(diffs) / 3 == pytest.approx(c["min_ade_20"]["variant"] - c["min_ade_20"]["reference"])
+    assert c["min_fde_20"]["difference"] == pytest.approx((0.01 + 0.01 - 0.02) / 3)
+    # One pair gives a difference but no spread to judge it by; no pair gives nothing.
+    single = paired_validation(_runs({"hotel": {0: (0.20, 0.40)}}), recipe)
+    assert single["pairs"] == 1 and single["min_ade_20"]["se"] is None
+    assert paired_validation(_runs({"zara1": {0: (0.2, 0.4)}}), recipe) is None
+    lines = validation_table({"variants": {"full": recipe, "better": {**variant, "validation_vs_reference": c},
+                                           "one": {**variant, "validation_vs_reference": single}}})
+    assert "| better | 3 | 0.1900 | 0.2100 | -0.0200 ± 0.0058 |" in "\n".join(lines)
+    assert "| one | 1 | 0.2000 | 0.2100 | -0.0100 |" in "\n".join(lines) and "`full`" in lines[1]
