@@ -227,6 +227,7 @@ def collect(cfg: DictConfig) -> dict:
                                         "average": scene_average(same_seeds) if common else None,
                                         "clustered_average": clustered_average(rows, len(cfg.scenes))}
     if cfg.speed_variant in results["variants"]:
+        results["reference_variant"] = cfg.speed_variant
         for variant, v in results["variants"].items():
             if variant != cfg.speed_variant:
                 v["validation_vs_reference"] = paired_validation(v, results["variants"][cfg.speed_variant])
@@ -436,7 +437,7 @@ def validation_table(results: dict) -> list[str]:
             if v.get("validation_vs_reference")]
     if not rows:
         return []
-    reference = next(variant for variant, v in results["variants"].items() if "validation_vs_reference" not in v)
+    reference = results["reference_variant"]
     lines = ["", f"Validation, what pieces are chosen on: each variant's recorded val minADE_20 / minFDE_20 against "
                  f"`{reference}`'s runs of the same fold and seed (the test split plays no part), the mean over those "
                  f"pairs and the mean difference ± its standard error (negative: the variant is better). A "

@@ -183,7 +183,8 @@ def test_validation_is_compared_with_the_recipe_pair_by_pair():
     single = paired_validation(_runs({"hotel": {0: (0.20, 0.40)}}), recipe)
     assert single["pairs"] == 1 and single["min_ade_20"]["se"] is None
     assert paired_validation(_runs({"zara1": {0: (0.2, 0.4)}}), recipe) is None
-    lines = validation_table({"variants": {"full": recipe, "better": {**variant, "validation_vs_reference": c},
-                                           "one": {**variant, "validation_vs_reference": single}}})
+    variants = {"full": recipe, "better": {**variant, "validation_vs_reference": c},
+                "one": {**variant, "validation_vs_reference": single}}
+    lines = validation_table({"reference_variant": "full", "variants": variants})
     assert "| better | 3 | 0.1900 | 0.2100 | -0.0200 ± 0.0058 |" in "\n".join(lines)
     assert "| one | 1 | 0.2000 | 0.2100 | -0.0100 |" in "\n".join(lines) and "`full`" in lines[1]
