@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from cvae_traj.models.latent import mlp
 
@@ -48,9 +49,34 @@ class SocialEncoder(nn.Module):
     def forward(self, history: Tensor, past: Tensor, neighbours: Tensor, mask: Tensor) -> Tensor:
         """history (B, H) -> social context (B, hidden_dim)."""
         b = past.shape[0]
-        features = neighbour_features(past, neighbours, mask, self.extended)
-        keys = torch.cat([self.nobody.expand(b, 1, -1), self.embed(features)], 1)
-        absent = torch.cat([mask.new_zeros(b, 1), ~mask.any(dim=-1)], dim=1)  # (B, 1 + N): padding slots
-        out, _ = self.attention(self.query(history).unsqueeze(1), keys, keys, key_padding_mask=absent,
-                                need_weights=False)
-        return out.squeeze(1)  # (B, hidden_dim)
+        present = mask.any(dim=-1)  # (B, N): slots that hold a neighbour, the rest is padding
+        query = self.query(history).unsqueeze(1)  # (B, 1, H)
+        if torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export():  # a fixed graph: every slot
+            features = neighbour_features(past, neighbours, mask, self.extended)
+            keys = torch.cat([self.nobody.expand(b, 1, -1), self.embed(features)], 1)
+            absent = torch.cat([mask.new_zeros(b, 1), ~present], dim=1)  # (B, 1 + N): padding slots
+            out, _ = self.attention(query, keys, keys, key_padding_mask=absent, need_weights=False)
+            return out.squeeze(1)  # (B, hidden_dim)
+        return self._attend_present(query, past, neighbours, mask, present)
+
+    def _attend_present(self, query: Tensor, past: Tensor, neighbours: Tensor, mask: Tensor,
+                        present: Tensor) -> Tensor:
+        """self.attention's computation, with embeddings and key/value projections of the slots that hold a
+        neighbour only: a batch is padded to its most crowded window (UNIV's have up to ~80 neighbours, most
+        others a few), and padded slots are masked out anyway. Same parameters, same result."""
+        att, h = self.attention, self.out_dim
+        heads = att.num_heads
+        b, n = present.shape
+        w_q, w_kv = att.in_proj_weight[:h], att.in_proj_weight[h:]
+        b_q, b_kv = att.in_proj_bias[:h], att.in_proj_bias[h:]
+        owner, slot = present.nonzero(as_tuple=True)  # (M,) each: the M neighbours present in the batch
+        features = neighbour_features(past[owner], neighbours[owner, slot, None], mask[owner, slot, None],
+                                      self.extended).squeeze(1)  # (M, T * F)
+        kv_present = F.linear(self.embed(features), w_kv, b_kv)  # (M, 2H)
+        kv = kv_present.new_zeros(b, n, 2 * h).index_put((owner, slot), kv_present)
+        kv = torch.cat([F.linear(self.nobody, w_kv, b_kv).expand(b, 1, -1), kv], 1)  # (B, 1 + N, 2H)
+        k, v = kv.unflatten(-1, (2, heads, h // heads)).permute(2, 0, 3, 1, 4)  # each (B, heads, 1 + N, d)
+        q = F.linear(query, w_q, b_q).unflatten(-1, (heads, h // heads)).transpose(1, 2)  # (B, heads, 1, d)
+        attendable = torch.cat([present.new_ones(b, 1), present], 1)[:, None, None]  # (B, 1, 1, 1 + N)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attendable)  # (B, heads, 1, d)
+        return att.out_proj(out.transpose(1, 2).flatten(1))  # (B, H)
