@@ -66,7 +66,7 @@ class SocialEncoder(nn.Module):
                         present: Tensor) -> Tensor:
         """self.attention's computation, with embeddings and key/value projections of the slots that hold a
         neighbour only: a batch is padded to its most crowded window (UNIV's have up to ~80 neighbours, most
-        others a few), and padded slots are masked out anyway. Same parameters, same result."""
+        others a few), and padded slots are masked out anyway. Same parameters, same result up to float rounding."""
         att, h = self.attention, self.out_dim
         heads = att.num_heads
         b, n = present.shape
