@@ -171,7 +171,7 @@ def test_weight_averaging_is_what_validation_selects_and_test_scores(tiny_train_
     from cvae_traj.training import train
 
     with open_dict(tiny_train_cfg):
-        tiny_train_cfg.callbacks.ema = {"_target_": "lightning.pytorch.callbacks.EMAWeightAveraging", "decay": 0.5}
+        tiny_train_cfg.callbacks.ema = {"_target_": "cvae_traj.callbacks.EMA", "decay": 0.5}
     metrics = train(tiny_train_cfg)
     # Lightning would ask for the detached callback back; detaching it is deliberate, so no such warning.
     assert not [w for w in recwarn if "callbacks used to create the checkpoint" in str(w.message)]
@@ -207,3 +207,31 @@ def test_learning_rate_decays_per_epoch_or_per_step_and_max_steps_spans_epochs(d
 def test_lr_decay_steps_must_be_positive():
     with pytest.raises(ValueError, match="lr_decay_steps"):
         TrajectoryCVAE(lr_decay_steps=0)
+
+
+def test_ema_callback_keeps_the_exponential_average_of_the_weights_after_each_step():
+    """ema_1 = w_1, ema_t = decay * ema_{t-1} + (1 - decay) * w_t over the weights after each optimiser step;
+    at the end of training the model holds that average (what validation scored), not the last weights."""
+    from cvae_traj.callbacks import EMA
+
+    L.seed_everything(0)
+    snapshots = []
+
+    class Snapshot(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            snapshots.append({k: p.detach().clone() for k, p in pl_module.named_parameters()})
+
+    datamodule = SyntheticDataModule(num_train_agents=60, num_val_agents=10, num_test_agents=10, batch_size=8)
+    model = TrajectoryCVAE(hidden_dim=8, latent_dim=2, lr=1e-2)
+    trainer = L.Trainer(max_steps=5, limit_val_batches=0, accelerator="cpu", logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[Snapshot(), EMA(decay=0.6)])
+    trainer.fit(model, datamodule=datamodule)
+    assert len(snapshots) == 5
+    expected = snapshots[0]
+    for weights in snapshots[1:]:
+        expected = {k: 0.6 * expected[k] + 0.4 * w for k, w in weights.items()}
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.detach(), expected[name])
+    assert not torch.allclose(dict(model.named_parameters())["prior_net.net.0.weight"],
+                              snapshots[-1]["prior_net.net.0.weight"])
