@@ -62,6 +62,8 @@ class TrajectoryCVAE(L.LightningModule):
         variety_samples: futures drawn from the prior path for that term.
         variety_noise: draw those futures from p(y|x,z) (reparameterised) as best-of-K evaluates them, rather
             than taking the decoder's mean for each z.
+        variety_fde_weight: also add this many times the smallest final displacement among the same futures,
+            each agent's best draw for it chosen on its own, as minFDE_K is scored apart from minADE_K (0: none).
         lr, lr_decay, lr_decay_steps: AdamW's learning rate, multiplied by lr_decay once per epoch, or, with
             lr_decay_steps, by lr_decay over every lr_decay_steps optimiser steps (a little each step), so that
             training sets of different sizes get the same schedule when trained for the same trainer.max_steps.
@@ -90,6 +92,7 @@ class TrajectoryCVAE(L.LightningModule):
         variety_weight: float = 0.0,
         variety_samples: int = 20,
         variety_noise: bool = False,
+        variety_fde_weight: float = 0.0,
         lr: float = 1e-3,
         lr_decay: float = 1.0,
         lr_decay_steps: int | None = None,
@@ -151,7 +154,8 @@ class TrajectoryCVAE(L.LightningModule):
 
         With variety_samples > 0 also "variety" (B,): the best-of-many average displacement of that many
         decoder means (draws, with variety_noise) at reparameterised z ~ p(z|x), differentiable through the
-        prior net and the decoder; in metres, whatever the frame.
+        prior net and the decoder; in metres, whatever the frame. And "variety_fde" (B,): the best-of-many
+        final displacement of the same futures (each agent's best draw for it chosen on its own).
         """
         batch, _, scale = self._agent_frame(batch)
         context = self.encode(batch)
@@ -170,7 +174,9 @@ class TrajectoryCVAE(L.LightningModule):
             else:
                 futures = decoded.mean  # (K, B, T, 2)
             variety = min_ade(futures.transpose(0, 1), batch.future)
+            variety_fde = min_fde(futures.transpose(0, 1), batch.future)
             terms["variety"] = variety if scale is None else variety * scale  # metres
+            terms["variety_fde"] = variety_fde if scale is None else variety_fde * scale
         return terms
 
     @torch.no_grad()
@@ -258,8 +264,9 @@ class TrajectoryCVAE(L.LightningModule):
         loss = rec_nll + beta * kl_penalised
         if variety_weight:
             variety = terms["variety"].mean()
-            loss = loss + variety_weight * variety
-            self.log("train/variety", variety, batch_size=len(batch))
+            variety_fde = terms["variety_fde"].mean()
+            loss = loss + variety_weight * (variety + self.hparams.get("variety_fde_weight", 0.0) * variety_fde)
+            self.log_dict({"train/variety": variety, "train/variety_fde": variety_fde}, batch_size=len(batch))
         if not torch.isfinite(loss):
             raise TrainingDivergedError(
                 f"loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx}; "

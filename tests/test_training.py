@@ -109,12 +109,21 @@ def test_variety_term_is_the_best_of_many_error_of_prior_samples_and_trains_the_
     means = model._decode(context, model.prior_net(context).rsample((5,)), local.past[:, -1]).mean  # (5, B, T, 2)
     errors = (means - local.future).norm(dim=-1).mean(-1)  # (5, B): rigid frame, so metres as in the world
     torch.testing.assert_close(terms["variety"], errors.min(0).values)
+    # Its final-displacement twin picks each agent's best draw for the last step on its own.
+    final = (means[:, :, -1] - local.future[:, -1]).norm(dim=-1)  # (5, B)
+    torch.testing.assert_close(terms["variety_fde"], final.min(0).values)
+    assert not torch.equal(final.argmin(0), errors.argmin(0))  # a different draw for some agent
     assert "variety" not in model.elbo_terms(batch)
     # The loss adds it with its weight, and its gradient reaches the prior net.
     torch.manual_seed(1)
     loss = model.training_step(batch, 0)
     plain = terms["rec_nll"].mean() + model.kl_weight() * terms["kl_per_dim"].mean(0).sum()
     assert loss.item() == pytest.approx((plain + 3.0 * terms["variety"].mean()).item(), rel=1e-5)
+    model.hparams.variety_fde_weight = 0.5
+    torch.manual_seed(1)
+    loss = model.training_step(batch, 0)
+    expected = plain + 3.0 * (terms["variety"].mean() + 0.5 * terms["variety_fde"].mean())
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     model.zero_grad()
     terms["variety"].mean().backward()
     assert next(model.prior_net.parameters()).grad.abs().sum() > 0
