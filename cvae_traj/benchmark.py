@@ -184,8 +184,15 @@ def fill_clustered(cfg: DictConfig) -> None:
             continue
         train_cfg = compose(config_name="train", overrides=record["overrides"])
         log.info("clustering %s / %s / seed %d from %s", variant, scene, seed, ckpt)
-        record["clustered"] = clustered_on_test(train_cfg, ckpt, cfg.clustered.cluster_from, seed) | {
-            "commit": commit, "checkpoint": str(ckpt)}
+        # With the thread count the run itself had, so the draws and the k-means are those it would have made:
+        # k-means assignments turn float rounding into visible differences.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(record.get("hardware", {}).get("torch_threads", threads))
+        try:
+            clustered = clustered_on_test(train_cfg, ckpt, cfg.clustered.cluster_from, seed)
+        finally:
+            torch.set_num_threads(threads)
+        record["clustered"] = clustered | {"commit": commit, "checkpoint": str(ckpt)}
         write_json(record, path)
 
 
