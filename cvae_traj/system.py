@@ -336,9 +336,9 @@ class TrajectoryCVAE(L.LightningModule):
         return 0.0 if scale is None else 2 * self.hparams.pred_len * torch.log(scale)
 
     def _decode(self, context: Tensor, z: Tensor, origin: Tensor) -> Distribution:
-        """p(y | x, z) for z with leading sample dimensions: z (..., B, D) -> event (T_pred, 2)."""
-        shape = z.shape[:-1]
-        return self.generation_net(context.expand(*shape, -1), z, origin.expand(*shape, -1))
+        """p(y | x, z) for z with leading sample dimensions: z (..., B, D) -> event (T_pred, 2). The decoders
+        broadcast context (B, C) and origin (B, 2) against z themselves."""
+        return self.generation_net(context, z, origin)
 
     def _evaluate(self, batch: TrajectoryBatch, split: str) -> None:
         k = self.hparams.num_eval_samples

@@ -94,8 +94,13 @@ class TrajectoryDecoder(nn.Module):
         return eye + torch.tril(self.mixing_offdiag, diagonal=-1)
 
     def forward(self, context: Tensor, z: Tensor, origin: Tensor) -> IntegratedGaussian:
-        """context (..., C), z (..., D), origin (..., 2) -> distribution with event (T_pred, 2)."""
-        out = self.net(torch.cat([context, z], dim=-1)).unflatten(-1, (self.pred_len, 4))
+        """context (..., C), z (..., D), origin (..., 2) -> distribution with event (T_pred, 2). context and origin
+        may have fewer leading dimensions than z and broadcast against it: (B, C) and (B, 2) for z (K, B, D)."""
+        first, c = self.net[0], context.shape[-1]
+        # The first layer on [context, z], with the context's share computed once per agent rather than once
+        # per draw of z (the context is most of the input).
+        hidden = F.linear(context, first.weight[:, :c], first.bias) + F.linear(z, first.weight[:, c:])
+        out = self.net[1:](hidden).unflatten(-1, (self.pred_len, 4))
         loc, raw_scale = out[..., :2], out[..., 2:]
         mixing = self.mixing()
         return IntegratedGaussian(origin, loc, F.softplus(raw_scale) + self.min_scale,
@@ -157,8 +162,10 @@ class GRUTrajectoryDecoder(nn.Module):
         self.hidden_dim = hidden_dim
 
     def forward(self, context: Tensor, z: Tensor, origin: Tensor) -> AutoregressiveGaussian:
-        xz = torch.cat([context, z], dim=-1)  # (..., C + D)
-        return AutoregressiveGaussian(self, xz, origin)
+        """As TrajectoryDecoder.forward: context (..., C) and origin (..., 2) broadcast against z (..., D)."""
+        lead = torch.broadcast_shapes(context.shape[:-1], z.shape[:-1], origin.shape[:-1])
+        xz = torch.cat([context.expand(*lead, -1), z.expand(*lead, -1)], dim=-1)  # (..., C + D)
+        return AutoregressiveGaussian(self, xz, origin.expand(*lead, -1))
 
     def _start(self, xz: Tensor) -> tuple[Tensor, Tensor]:
         """The initial state and the part of the GRU's input gates that (x, z) gives, the same at every step:

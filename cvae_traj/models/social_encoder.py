@@ -64,22 +64,40 @@ class SocialEncoder(nn.Module):
 
     def _attend_present(self, query: Tensor, past: Tensor, neighbours: Tensor, mask: Tensor,
                         present: Tensor) -> Tensor:
-        """self.attention's computation, with embeddings and key/value projections of the slots that hold a
-        neighbour only: a batch is padded to its most crowded window (UNIV's have up to ~80 neighbours, most
-        others a few), and padded slots are masked out anyway. Same parameters, same result up to float rounding."""
+        """self.attention's computation over the slots that hold a neighbour, refactored so that each of them
+        costs one linear layer: a batch is padded to its most crowded window (UNIV's have up to ~80 neighbours,
+        most others a few), and padded slots are masked out anyway. Same parameters, same result up to float
+        rounding.
+
+        A neighbour's key and value are affine in the embedding MLP's hidden layer e (its second layer W2, b2
+        then the key or value projection), so per head the score q_h . k_h(e) = (W2^T W_k,h^T q_h) . e + a
+        constant of the target, and the attended value is W_v,h W2 (sum of the weights times e) plus the bias
+        times their sum. Only the first layer runs per neighbour; the rest runs per target.
+        """
         att, h = self.attention, self.out_dim
         heads = att.num_heads
+        d = h // heads
         b, n = present.shape
-        w_q, w_kv = att.in_proj_weight[:h], att.in_proj_weight[h:]
-        b_q, b_kv = att.in_proj_bias[:h], att.in_proj_bias[h:]
+        (w_q, w_k, w_v), (b_q, b_k, b_v) = att.in_proj_weight.chunk(3), att.in_proj_bias.chunk(3)
+        first, second = self.embed[0], self.embed[2]
         owner, slot = present.nonzero(as_tuple=True)  # (M,) each: the M neighbours present in the batch
         features = neighbour_features(past[owner], neighbours[owner, slot, None], mask[owner, slot, None],
                                       self.extended).squeeze(1)  # (M, T * F)
-        kv_present = F.linear(self.embed(features), w_kv, b_kv)  # (M, 2H)
-        kv = kv_present.new_zeros(b, n, 2 * h).index_put((owner, slot), kv_present)
-        kv = torch.cat([F.linear(self.nobody, w_kv, b_kv).expand(b, 1, -1), kv], 1)  # (B, 1 + N, 2H)
-        k, v = kv.unflatten(-1, (2, heads, h // heads)).permute(2, 0, 3, 1, 4)  # each (B, heads, 1 + N, d)
-        q = F.linear(query, w_q, b_q).unflatten(-1, (heads, h // heads)).transpose(1, 2)  # (B, heads, 1, d)
-        attendable = torch.cat([present.new_ones(b, 1), present], 1)[:, None, None]  # (B, 1, 1, 1 + N)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attendable)  # (B, heads, 1, d)
-        return att.out_proj(out.transpose(1, 2).flatten(1))  # (B, H)
+        hidden = F.relu(first(features))  # (M, E)
+        e = hidden.new_zeros(b, n, hidden.shape[-1]).index_put((owner, slot), hidden)  # (B, N, E), padding 0
+        # The key and value maps from e, per head: (heads, d, E) and (heads, d).
+        key_w, key_b = (w_k @ second.weight).view(heads, d, -1), (w_k @ second.bias + b_k).view(heads, d)
+        value_w, value_b = (w_v @ second.weight).view(heads, d, -1), (w_v @ second.bias + b_v).view(heads, d)
+        q = F.linear(query.squeeze(1), w_q, b_q).view(b, heads, d) * d ** -0.5  # scaled as attention scales
+        nobody_k, nobody_v = (F.linear(self.nobody.view(1, h), w, bias).view(heads, d)
+                              for w, bias in ((w_k, b_k), (w_v, b_v)))
+        scores = torch.einsum("bhe,bne->bhn", torch.einsum("bhd,hde->bhe", q, key_w), e) + (q * key_b).sum(
+            -1, keepdim=True)  # (B, heads, N)
+        scores = torch.cat([(q * nobody_k).sum(-1, keepdim=True), scores.masked_fill(~present[:, None], -torch.inf)],
+                           -1)  # (B, heads, 1 + N): the nobody token always attendable
+        weights = scores.softmax(-1)
+        to_nobody, to_present = weights[..., :1], weights[..., 1:]
+        pooled = torch.einsum("bhn,bne->bhe", to_present, e)  # (B, heads, E)
+        out = (torch.einsum("bhe,hde->bhd", pooled, value_w) + to_present.sum(-1, keepdim=True) * value_b
+               + to_nobody * nobody_v)  # (B, heads, d)
+        return att.out_proj(out.flatten(1))  # (B, H)
