@@ -110,6 +110,27 @@ def test_decoder_min_scale_is_the_floor_of_the_decoders_noise(decoder):
         TrajectoryCVAE(decoder_min_scale=0.0)
 
 
+@pytest.mark.parametrize("decoder", ["mlp", "gru"])
+def test_decoders_broadcast_one_context_over_several_draws_of_z(decoder):
+    """K draws of z for B agents with each agent's context and origin given once (the sampling path) give the
+    distribution of the same inputs expanded to (K, B, ...) and decoded as one flat batch, and the mlp decoder's
+    output is its layers' on [context, z]: its first layer splits its weight between the two, so a wrong split or
+    a mixed-up agent would show."""
+    torch.manual_seed(0)
+    model = TrajectoryCVAE(latent_dim=4, decoder=decoder)
+    context, origin, z = torch.randn(3, model.history_encoder.out_dim), torch.randn(3, 2), torch.randn(5, 3, 4)
+    y = torch.randn(5, 3, 12, 2).cumsum(2)
+    with torch.no_grad():
+        broadcast = model.generation_net(context, z, origin)
+        flat = model.generation_net(context.expand(5, 3, -1).reshape(15, -1), z.reshape(15, 4),
+                                    origin.expand(5, 3, -1).reshape(15, 2))
+        torch.testing.assert_close(broadcast.mean, flat.mean.view(5, 3, 12, 2))
+        torch.testing.assert_close(broadcast.log_prob(y), flat.log_prob(y.view(15, 12, 2)).view(5, 3))
+        if decoder == "mlp":  # and the layers as written, on the concatenated input
+            out = model.generation_net.net(torch.cat([context.expand(5, 3, -1), z], -1)).unflatten(-1, (12, 4))
+            torch.testing.assert_close(broadcast.loc, out[..., :2])
+
+
 def linear_gaussian(d_z=3, d_y=5, sigma=0.5, seed=0):
     """z ~ N(0, I), y | z ~ N(A z + b, sigma^2 I): log p(y) and p(z | y) are exact Gaussians."""
     g = torch.Generator().manual_seed(seed)
