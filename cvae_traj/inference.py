@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from cvae_traj.batch import TrajectoryBatch
 from cvae_traj.data.tracks import TimeUnit, TrackTable, validate_tracks
 from cvae_traj.data.windows import Windows, make_windows
 from cvae_traj.errors import CheckpointError, InputError
@@ -103,25 +104,66 @@ def iter_futures(
         tracks, columns=columns, time_unit=time_unit, frame_step=frame_step, dt=model.hparams.dt)
     at_step = frame_to_step(table, at_frame)
     windows = current_windows(table, model.hparams.obs_len, at_step)
-    # All windows end at the same step, so each has the same neighbours count: the others present.
-    crowd = int(windows.index.neighbours(windows.start[:1], model.hparams.obs_len)[0][0])
-    size = max(1, min(batch_size, neighbour_budget // max(crowd, 1)))
-    return _sample_batches(model, table, windows, at_step, num_samples, size, cluster_from)
+    present = FrameAgents.gather(windows)
+    # All windows end at the same step, so each has the same neighbours: the others present.
+    size = max(1, min(batch_size, neighbour_budget // max(present.crowd, 1)))
+    return _sample_batches(model, table, present, at_step, num_samples, size, cluster_from)
+
+
+class FrameAgents:
+    """The agents present in the observed steps of windows that all end at one step (`current_windows`), as one
+    array, so that a batch is gathered from it: every window's neighbours are the same agents, all but itself.
+    A batch equals `windows.batch` of the same windows (tested), without looking neighbours up per window."""
+
+    def __init__(self, tracks: np.ndarray, row: np.ndarray, agent: np.ndarray) -> None:
+        self.tracks = tracks  # (A, T_obs, 2) float32, NaN where absent; agents ascending, as Windows orders them
+        self.row = row  # (W,): each window's agent among them
+        self.agent = agent  # (W,): each window's agent in its table
+
+    @classmethod
+    def gather(cls, windows: Windows) -> FrameAgents:
+        index = windows.index  # built on the observed steps only, so its dense steps are 0 .. T_obs - 1
+        agents, inverse = np.unique(index.agent, return_inverse=True)
+        tracks = np.full((len(agents), windows.obs_len, 2), np.nan, dtype=np.float32)
+        tracks[inverse.reshape(-1), index.step_dense] = index.xy
+        return cls(tracks, np.searchsorted(agents, windows.agent), windows.agent)
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    @property
+    def crowd(self) -> int:
+        """Neighbours of each window."""
+        return len(self.tracks) - 1
+
+    def batch(self, indices: np.ndarray) -> TrajectoryBatch:
+        row = self.row[indices]
+        slot = np.arange(self.crowd)
+        others = slot[None] + (slot[None] >= row[:, None])  # (B, A - 1): every agent but the target, ascending
+        neigh = self.tracks[others]
+        mask = ~np.isnan(neigh[..., 0])
+        past = self.tracks[row]
+        return TrajectoryBatch(
+            past=torch.from_numpy(past),
+            future=torch.from_numpy(past[:, :0]),
+            neighbours=torch.from_numpy(np.where(mask[..., None], neigh, np.float32(0.0))),
+            neighbour_mask=torch.from_numpy(mask),
+        )
 
 
 @torch.no_grad()
-def _sample_batches(model: TrajectoryCVAE, table: TrackTable, windows: Windows, at_step: int, num_samples: int,
+def _sample_batches(model: TrajectoryCVAE, table: TrackTable, present: FrameAgents, at_step: int, num_samples: int,
                     batch_size: int, cluster_from: int | None) -> Iterator[pd.DataFrame]:
     device = next(model.parameters()).device
     steps = np.arange(1, model.hparams.pred_len + 1)
     frames = table.frames(at_step + steps)
-    for lo in range(0, len(windows), batch_size):
-        index = np.arange(lo, min(lo + batch_size, len(windows)))
-        samples = model.sample(windows.batch(index).to(device), num_samples=num_samples,
+    for lo in range(0, len(present), batch_size):
+        index = np.arange(lo, min(lo + batch_size, len(present)))
+        samples = model.sample(present.batch(index).to(device), num_samples=num_samples,
                                cluster_from=cluster_from).cpu().numpy()
         w, k, t, _ = samples.shape  # (W, K, T_pred, 2)
         yield pd.DataFrame({
-            "agent_id": np.repeat(table.agent_ids[windows.agent[index]], k * t),
+            "agent_id": np.repeat(table.agent_ids[present.agent[index]], k * t),
             "sample": np.tile(np.repeat(np.arange(k), t), w),
             "step": np.tile(steps, w * k),
             "frame": np.tile(frames, w * k),

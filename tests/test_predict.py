@@ -7,7 +7,8 @@ import torch
 from cvae_traj import TrajectoryCVAE, predict_futures
 from cvae_traj.errors import CheckpointError, InputError
 from cvae_traj.data.tracks import load_recent_tracks
-from cvae_traj.inference import iter_futures, write_futures
+from cvae_traj.data.tracks import validate_tracks
+from cvae_traj.inference import FrameAgents, current_windows, iter_futures, write_futures
 from cvae_traj.prediction import predict
 from conftest import compose_config
 
@@ -215,3 +216,27 @@ def test_crowds_are_sampled_in_smaller_batches(model):
     assert [c["agent_id"].nunique() for c in chunks] == [5] * 8
     assert [c["agent_id"].nunique() for c in iter_futures(model, df, num_samples=2, batch_size=16)] == [16, 16, 8]
     assert len(list(iter_futures(model, df, num_samples=2, neighbour_budget=1))) == 40
+
+
+def test_a_frame_batch_equals_looking_neighbours_up_per_window():
+    # Agents entering, leaving and missing a frame inside the observed steps: absent neighbour steps matter.
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(30):
+        first, last = rng.integers(0, 14), rng.integers(6, 24)
+        gap = rng.integers(0, 24)
+        rows += [(10 * f, f"p{i}", rng.normal(), rng.normal()) for f in range(first, last + 1) if f != gap]
+    table = validate_tracks(pd.DataFrame(rows, columns=["frame", "agent_id", "x", "y"]))
+    checked = 0
+    for step in range(8, 20):
+        windows = current_windows(table, 8, step)
+        everyone = np.arange(len(windows))
+        fast, slow = FrameAgents.gather(windows).batch(everyone), windows.batch(everyone)
+        assert not slow.neighbour_mask.all(), "some neighbour should be absent at some step"
+        for name in ("past", "future", "neighbours", "neighbour_mask"):
+            torch.testing.assert_close(getattr(fast, name), getattr(slow, name), rtol=0, atol=0)
+        picked = everyone[1::2]  # any subset of the windows, in order
+        torch.testing.assert_close(FrameAgents.gather(windows).batch(picked).neighbours,
+                                   windows.batch(picked).neighbours, rtol=0, atol=0)
+        checked += 1
+    assert checked == 12
