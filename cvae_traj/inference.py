@@ -39,6 +39,11 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Tr
         model = TrajectoryCVAE.load_from_checkpoint(path, map_location=map_location, weights_only=True)
     except (KeyError, TypeError, RuntimeError) as err:
         raise CheckpointError(f"{path}: checkpoint does not fit TrajectoryCVAE ({_first_line(err)})") from None
+    broken = [name for name, value in model.state_dict().items() if value.is_floating_point()
+              and not torch.isfinite(value).all()]
+    if broken:  # a run saved after it diverged: every future would be NaN
+        raise CheckpointError(f"{path}: non-finite weights in {', '.join(broken[:3])}"
+                              + (f" and {len(broken) - 3} more" if len(broken) > 3 else ""))
     return model.eval()
 
 

@@ -133,6 +133,12 @@ def test_bad_checkpoints_and_paths(predict_cfg, tmp_path):
                 "pytorch-lightning_version": "2.6.0"}, tmp_path / "other.ckpt")
     with pytest.raises(CheckpointError, match="does not fit TrajectoryCVAE"):
         predict(predict_cfg(ckpt_path=tmp_path / "other.ckpt"))
+    state = TrajectoryCVAE().state_dict()
+    state["prior_net.net.0.weight"][0, 0] = float("nan")
+    torch.save({"state_dict": state, "hyper_parameters": {}, "pytorch-lightning_version": "2.6.0"},
+               tmp_path / "diverged.ckpt")
+    with pytest.raises(CheckpointError, match=r"diverged.ckpt: non-finite weights in prior_net.net.0.weight$"):
+        predict(predict_cfg(ckpt_path=tmp_path / "diverged.ckpt"))
     with pytest.raises(InputError, match="nope.csv: file not found"):
         predict(predict_cfg(input=tmp_path / "nope.csv"))
     with pytest.raises(InputError, match=r"output must end in \.csv or \.parquet"):

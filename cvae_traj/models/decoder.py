@@ -66,7 +66,8 @@ class IntegratedGaussian(Distribution):
             innovation = torch.linalg.solve_triangular(self.mixing, innovation, upper=False, unitriangular=True)
         elif self.order == 2:  # each step's change of deviation, the first against none
             innovation = torch.diff(innovation, dim=-2, prepend=torch.zeros_like(innovation[..., :1, :]))
-        return Normal(torch.zeros_like(self.scale), self.scale).log_prob(innovation).sum(dim=(-1, -2))
+        noise = Normal(torch.zeros_like(self.scale), self.scale, validate_args=False)
+        return noise.log_prob(innovation).sum(dim=(-1, -2))
 
 
 class TrajectoryDecoder(nn.Module):
@@ -104,7 +105,8 @@ class TrajectoryDecoder(nn.Module):
         loc, raw_scale = out[..., :2], out[..., 2:]
         mixing = self.mixing()
         return IntegratedGaussian(origin, loc, F.softplus(raw_scale) + self.min_scale,
-                                  order=1 if mixing is not None else self.noise_order, mixing=mixing)
+                                  order=1 if mixing is not None else self.noise_order, mixing=mixing,
+                                  validate_args=False)  # as diagonal_gaussian: not checked per call
 
 
 class AutoregressiveGaussian(Distribution):
@@ -126,7 +128,7 @@ class AutoregressiveGaussian(Distribution):
         steps = torch.diff(torch.cat([self.origin.unsqueeze(-2), value], dim=-2), dim=-2)  # (..., T, 2)
         prev = torch.cat([torch.zeros_like(steps[..., :1, :]), steps[..., :-1, :]], dim=-2)
         loc, scale = self.decoder.unroll(self.state, prev)
-        return Normal(loc, scale).log_prob(steps).sum(dim=(-1, -2))
+        return Normal(loc, scale, validate_args=False).log_prob(steps).sum(dim=(-1, -2))
 
     def sample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
         if sample_shape != torch.Size():

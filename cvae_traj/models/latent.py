@@ -12,9 +12,12 @@ def mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
 
 
 def diagonal_gaussian(params: Tensor, min_scale: float = 1e-4) -> Independent:
-    """Independent(Normal) over the last dimension from concatenated (loc, pre-softplus scale)."""
+    """Independent(Normal) over the last dimension from concatenated (loc, pre-softplus scale).
+
+    Not validated per call (torch's check costs a device sync each time): a NaN from the nets surfaces as
+    TrainingDivergedError in training, and load_model refuses a checkpoint with non-finite weights."""
     loc, raw_scale = params.chunk(2, dim=-1)
-    return Independent(Normal(loc, F.softplus(raw_scale) + min_scale), 1)
+    return Independent(Normal(loc, F.softplus(raw_scale) + min_scale, validate_args=False), 1, validate_args=False)
 
 
 class PriorNet(nn.Module):
