@@ -45,6 +45,7 @@ class TrajectoryCVAE(L.LightningModule):
         noise_order: the mlp decoder's noise (IntegratedGaussian): 1, independent per-step displacements; 2,
             deviations of the displacements that drift, so each draw is a smooth path; "learned", a fitted
             correlation in time (a lower-triangular mixing of the steps' noise, starting from 1).
+        decoder_layers: hidden layers of the mlp decoder (each hidden_dim wide).
         decoder_min_scale: floor of the decoder's per-step standard deviation (metres; units of observed speed
             with speed_frame), added to the learned softplus scale: how little noise a draw from p(y|x,z) can
             have, for example for an agent standing still.
@@ -83,6 +84,7 @@ class TrajectoryCVAE(L.LightningModule):
         social_extended: bool = False,
         decoder: str = "mlp",
         noise_order: int | str = 1,
+        decoder_layers: int = 2,
         decoder_min_scale: float = 0.01,
         heading_frame: bool = False,
         speed_frame: bool = False,
@@ -122,7 +124,9 @@ class TrajectoryCVAE(L.LightningModule):
         if not decoder_min_scale > 0:
             raise ValueError(f"decoder_min_scale must be positive (the decoder's smallest standard deviation), got "
                              f"{decoder_min_scale!r}")
-        extra = {"noise_order": noise_order} if decoder == "mlp" else {}
+        if decoder_layers != 2 and decoder != "mlp":
+            raise ValueError(f"decoder_layers {decoder_layers} needs decoder='mlp' (the gru decoder's head has 2)")
+        extra = {"noise_order": noise_order, "layers": decoder_layers} if decoder == "mlp" else {}
         self.generation_net = DECODERS[decoder](context_dim, latent_dim, pred_len, hidden_dim,
                                                 min_scale=decoder_min_scale, **extra)
         # Means over windows that stay right across processes: each holds a sum and a count, all-reduced

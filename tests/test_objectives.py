@@ -108,16 +108,22 @@ def test_decoder_min_scale_is_the_floor_of_the_decoders_noise(decoder):
         torch.testing.assert_close(log_density, expected)
     with pytest.raises(ValueError, match="decoder_min_scale"):
         TrajectoryCVAE(decoder_min_scale=0.0)
+    with pytest.raises(ValueError, match="decoder_layers 3 needs decoder='mlp'"):
+        TrajectoryCVAE(decoder="gru", decoder_layers=3)
+    with pytest.raises(ValueError, match="at least 2 hidden layers"):
+        TrajectoryCVAE(decoder_layers=1)
 
 
-@pytest.mark.parametrize("decoder", ["mlp", "gru"])
-def test_decoders_broadcast_one_context_over_several_draws_of_z(decoder):
+@pytest.mark.parametrize("decoder,layers", [("mlp", 2), ("mlp", 3), ("gru", 2)])
+def test_decoders_broadcast_one_context_over_several_draws_of_z(decoder, layers):
     """K draws of z for B agents with each agent's context and origin given once (the sampling path) give the
     distribution of the same inputs expanded to (K, B, ...) and decoded as one flat batch, and the mlp decoder's
     output is its layers' on [context, z]: its first layer splits its weight between the two, so a wrong split or
     a mixed-up agent would show."""
     torch.manual_seed(0)
-    model = TrajectoryCVAE(latent_dim=4, decoder=decoder)
+    model = TrajectoryCVAE(latent_dim=4, decoder=decoder, decoder_layers=layers)
+    if decoder == "mlp":  # its hidden layers and the output layer
+        assert sum(isinstance(m, torch.nn.Linear) for m in model.generation_net.modules()) == layers + 1
     context, origin, z = torch.randn(3, model.history_encoder.out_dim), torch.randn(3, 2), torch.randn(5, 3, 4)
     y = torch.randn(5, 3, 12, 2).cumsum(2)
     with torch.no_grad():

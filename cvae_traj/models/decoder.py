@@ -78,12 +78,15 @@ class TrajectoryDecoder(nn.Module):
     """
 
     def __init__(self, context_dim: int, latent_dim: int, pred_len: int, hidden_dim: int = 64,
-                 min_scale: float = 0.01, noise_order: int | str = 1) -> None:
+                 min_scale: float = 0.01, noise_order: int | str = 1, layers: int = 2) -> None:
         super().__init__()
         if noise_order not in (1, 2, "learned"):
             raise ValueError(f"noise_order must be 1, 2 or 'learned', got {noise_order!r}")
+        if layers < 2:
+            raise ValueError(f"the mlp decoder needs at least 2 hidden layers, got {layers!r}")
         self.pred_len, self.min_scale, self.noise_order = pred_len, min_scale, noise_order
-        self.net = nn.Sequential(nn.Linear(context_dim + latent_dim, hidden_dim), nn.ReLU(),
+        extra = [m for _ in range(layers - 2) for m in (nn.Linear(hidden_dim, hidden_dim), nn.ReLU())]
+        self.net = nn.Sequential(nn.Linear(context_dim + latent_dim, hidden_dim), nn.ReLU(), *extra,
                                  mlp(hidden_dim, hidden_dim, 4 * pred_len))
         # Below-diagonal entries of the mixing matrix (the rest is masked out).
         self.mixing_offdiag = nn.Parameter(torch.zeros(pred_len, pred_len)) if noise_order == "learned" else None
