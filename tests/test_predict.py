@@ -6,8 +6,7 @@ import torch
 
 from cvae_traj import TrajectoryCVAE, predict_futures
 from cvae_traj.errors import CheckpointError, InputError
-from cvae_traj.data.tracks import load_recent_tracks
-from cvae_traj.data.tracks import validate_tracks
+from cvae_traj.data.tracks import load_recent_tracks, validate_tracks
 from cvae_traj.inference import FrameAgents, current_windows, iter_futures, write_futures
 from cvae_traj.prediction import predict
 from conftest import compose_config
@@ -233,7 +232,6 @@ def test_a_frame_batch_equals_looking_neighbours_up_per_window():
         gap = rng.integers(0, 24)
         rows += [(10 * f, f"p{i}", rng.normal(), rng.normal()) for f in range(first, last + 1) if f != gap]
     table = validate_tracks(pd.DataFrame(rows, columns=["frame", "agent_id", "x", "y"]))
-    checked = 0
     for step in range(8, 20):
         windows = current_windows(table, 8, step)
         everyone = np.arange(len(windows))
@@ -244,5 +242,3 @@ def test_a_frame_batch_equals_looking_neighbours_up_per_window():
         picked = everyone[1::2]  # any subset of the windows, in order
         torch.testing.assert_close(FrameAgents.gather(windows).batch(picked).neighbours,
                                    windows.batch(picked).neighbours, rtol=0, atol=0)
-        checked += 1
-    assert checked == 12
