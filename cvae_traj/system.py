@@ -41,6 +41,8 @@ class TrajectoryCVAE(L.LightningModule):
             is ignored. None: every agent present in the observed frames.
         social_extended: also give the social encoder each neighbour's distance (now and at the same step) and its
             velocity relative to the target's, per observed step (SocialEncoder's extended features).
+        social_rounds: rounds of the social attention; each after the first queries the same neighbours again
+            with what the rounds before found (SocialEncoder's rounds).
         decoder: "mlp" (all steps at once) or "gru" (autoregressive, so each sampled future is coherent).
         noise_order: the mlp decoder's noise (IntegratedGaussian): 1, independent per-step displacements; 2,
             deviations of the displacements that drift, so each draw is a smooth path; "learned", a fitted
@@ -82,6 +84,7 @@ class TrajectoryCVAE(L.LightningModule):
         social: bool = False,
         social_radius: float | None = None,
         social_extended: bool = False,
+        social_rounds: int = 1,
         decoder: str = "mlp",
         noise_order: int | str = 1,
         decoder_layers: int = 2,
@@ -111,8 +114,8 @@ class TrajectoryCVAE(L.LightningModule):
             raise ValueError(f"decoder must be one of {sorted(DECODERS)}, got {decoder!r}")
         self.history_encoder = HistoryEncoder(hidden_dim)
         context_dim = self.history_encoder.out_dim
-        self.social_encoder = (SocialEncoder(obs_len, hidden_dim, hidden_dim, extended=social_extended) if social
-                               else None)
+        self.social_encoder = (SocialEncoder(obs_len, hidden_dim, hidden_dim, extended=social_extended,
+                                             rounds=social_rounds) if social else None)
         if social:
             context_dim += self.social_encoder.out_dim
         if social_radius is not None and not social_radius > 0:

@@ -25,10 +25,10 @@ def context(model, batch):
         return model.encode(batch)
 
 
-@pytest.mark.parametrize("extended", [False, True])
-def test_social_context_uses_neighbours_but_not_padding_or_their_order(extended):
+@pytest.mark.parametrize("extended,rounds", [(False, 1), (True, 1), (False, 2)])
+def test_social_context_uses_neighbours_but_not_padding_or_their_order(extended, rounds):
     torch.manual_seed(0)
-    model = TrajectoryCVAE(social=True, social_extended=extended).eval()
+    model = TrajectoryCVAE(social=True, social_extended=extended, social_rounds=rounds).eval()
     batch = scene_batch()
     base = context(model, batch)
     moved = TrajectoryBatch(batch.past, batch.future, batch.neighbours + batch.neighbour_mask.unsqueeze(-1) * 1.5,
@@ -46,13 +46,13 @@ def test_social_context_uses_neighbours_but_not_padding_or_their_order(extended)
     assert torch.isfinite(context(model, alone)).all()
 
 
-@pytest.mark.parametrize("extended", [False, True])
-def test_social_attention_over_present_neighbours_equals_the_padded_module(extended):
+@pytest.mark.parametrize("extended,rounds", [(False, 1), (True, 1), (False, 3)])
+def test_social_attention_over_present_neighbours_equals_the_padded_module(extended, rounds):
     """The encoder embeds and projects only the slots that hold a neighbour (the fast path); its values and
     gradients must be nn.MultiheadAttention's over every padded slot, which the exported graph uses."""
     from cvae_traj.models import SocialEncoder
     torch.manual_seed(0)
-    encoder = SocialEncoder(8, 64, 64, extended=extended)
+    encoder = SocialEncoder(8, 64, 64, extended=extended, rounds=rounds)
     batch = scene_batch(b=6, n=5, seed=1)
     mask = batch.neighbour_mask.clone()
     mask[2] = False  # an agent alone

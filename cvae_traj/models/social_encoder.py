@@ -34,16 +34,26 @@ class SocialEncoder(nn.Module):
     """Masked multi-head attention: the target's history embedding queries its neighbours' embeddings.
 
     A learned "nobody" token is always attendable, so agents without neighbours get a well-defined context.
+
+    With rounds > 1 the target asks again: each further round's query is the previous query plus what was
+    found (layer-normalised), its own attention over the same neighbour embeddings, and its result added to
+    the output, so a second look can depend on the first (who is ahead, then how they move).
     """
 
     def __init__(self, obs_len: int, query_dim: int, hidden_dim: int = 64, num_heads: int = 4,
-                 extended: bool = False) -> None:
+                 extended: bool = False, rounds: int = 1) -> None:
         super().__init__()
+        if rounds < 1:
+            raise ValueError(f"rounds must be at least 1, got {rounds!r}")
         self.extended = extended
         self.embed = mlp(obs_len * (11 if extended else 7), hidden_dim, hidden_dim)
         self.query = nn.Linear(query_dim, hidden_dim)
         self.nobody = nn.Parameter(torch.zeros(1, 1, hidden_dim))
         self.attention = nn.MultiheadAttention(hidden_dim, num_heads, batch_first=True)
+        # Rounds after the first (none by default: the same modules and checkpoints as before the option).
+        self.more_attention = nn.ModuleList(nn.MultiheadAttention(hidden_dim, num_heads, batch_first=True)
+                                            for _ in range(rounds - 1))
+        self.norms = nn.ModuleList(nn.LayerNorm(hidden_dim) for _ in range(rounds - 1))
         self.out_dim = hidden_dim
         # Embed and project only the slots that hold a neighbour (False: every slot, as nn.MultiheadAttention
         # does; the same result, slower on crowded batches, and what an exported graph always computes).
@@ -53,42 +63,52 @@ class SocialEncoder(nn.Module):
         """history (B, H) -> social context (B, hidden_dim)."""
         b = past.shape[0]
         present = mask.any(dim=-1)  # (B, N): slots that hold a neighbour, the rest is padding
-        query = self.query(history).unsqueeze(1)  # (B, 1, H)
+        query = self.query(history)  # (B, H)
         if not self.pack_neighbours or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export():
             features = neighbour_features(past, neighbours, mask, self.extended)
             keys = torch.cat([self.nobody.expand(b, 1, -1), self.embed(features)], 1)
             absent = torch.cat([mask.new_zeros(b, 1), ~present], dim=1)  # (B, 1 + N): padding slots
-            out, _ = self.attention(query, keys, keys, key_padding_mask=absent, need_weights=False)
-            return out.squeeze(1)  # (B, hidden_dim)
-        return self._attend_present(query, past, neighbours, mask, present)
 
-    def _attend_present(self, query: Tensor, past: Tensor, neighbours: Tensor, mask: Tensor,
-                        present: Tensor) -> Tensor:
-        """self.attention's computation over the slots that hold a neighbour, refactored so that each of them
-        costs one linear layer: a batch is padded to its most crowded window (UNIV's have up to ~80 neighbours,
-        most others a few), and padded slots are masked out anyway. Same parameters, same result up to float
-        rounding.
+            def attend(attention: nn.MultiheadAttention, q: Tensor) -> Tensor:
+                out, _ = attention(q.unsqueeze(1), keys, keys, key_padding_mask=absent, need_weights=False)
+                return out.squeeze(1)  # (B, hidden_dim)
+        else:
+            owner, slot = present.nonzero(as_tuple=True)  # (M,) each: the M neighbours present in the batch
+            features = neighbour_features(past[owner], neighbours[owner, slot, None], mask[owner, slot, None],
+                                          self.extended).squeeze(1)  # (M, T * F)
+            hidden = F.relu(self.embed[0](features))  # (M, E)
+            e = hidden.new_zeros(*present.shape, hidden.shape[-1]).index_put((owner, slot), hidden)  # padding 0
+
+            def attend(attention: nn.MultiheadAttention, q: Tensor) -> Tensor:
+                return self._attend_present(attention, q, e, present)
+        out = attend(self.attention, query)
+        for attention, norm in zip(self.more_attention, self.norms):
+            query = norm(query + out)
+            out = out + attend(attention, query)
+        return out
+
+    def _attend_present(self, att: nn.MultiheadAttention, query: Tensor, e: Tensor, present: Tensor) -> Tensor:
+        """`att`'s computation (query (B, H) over the neighbours' embedding hidden layers e (B, N, E), zero in
+        padding) over the slots that hold a neighbour, refactored so that each of them costs one linear layer
+        (run once for all rounds, by forward): a batch is padded to its most crowded window (UNIV's have up to
+        ~80 neighbours, most others a few), and padded slots are masked out anyway. Same parameters, same result
+        up to float rounding.
 
         A neighbour's key and value are affine in the embedding MLP's hidden layer e (its second layer W2, b2
         then the key or value projection), so per head the score q_h . k_h(e) = (W2^T W_k,h^T q_h) . e + a
         constant of the target, and the attended value is W_v,h W2 (sum of the weights times e) plus the bias
         times their sum. Only the first layer runs per neighbour; the rest runs per target.
         """
-        att, h = self.attention, self.out_dim
+        h = self.out_dim
         heads = att.num_heads
         d = h // heads
-        b, n = present.shape
+        b = present.shape[0]
         (w_q, w_k, w_v), (b_q, b_k, b_v) = att.in_proj_weight.chunk(3), att.in_proj_bias.chunk(3)
-        first, second = self.embed[0], self.embed[2]
-        owner, slot = present.nonzero(as_tuple=True)  # (M,) each: the M neighbours present in the batch
-        features = neighbour_features(past[owner], neighbours[owner, slot, None], mask[owner, slot, None],
-                                      self.extended).squeeze(1)  # (M, T * F)
-        hidden = F.relu(first(features))  # (M, E)
-        e = hidden.new_zeros(b, n, hidden.shape[-1]).index_put((owner, slot), hidden)  # (B, N, E), padding 0
+        second = self.embed[2]
         # The key and value maps from e, per head: (heads, d, E) and (heads, d).
         key_w, key_b = (w_k @ second.weight).view(heads, d, -1), (w_k @ second.bias + b_k).view(heads, d)
         value_w, value_b = (w_v @ second.weight).view(heads, d, -1), (w_v @ second.bias + b_v).view(heads, d)
-        q = F.linear(query.squeeze(1), w_q, b_q).view(b, heads, d) * d ** -0.5  # scaled as attention scales
+        q = F.linear(query, w_q, b_q).view(b, heads, d) * d ** -0.5  # scaled as attention scales
         nobody_k, nobody_v = (F.linear(self.nobody.view(1, h), w, bias).view(heads, d)
                               for w, bias in ((w_k, b_k), (w_v, b_v)))
         scores = torch.einsum("bhe,bne->bhn", torch.einsum("bhd,hde->bhe", q, key_w), e) + (q * key_b).sum(
