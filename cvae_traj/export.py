@@ -12,7 +12,8 @@ Inputs (float32 unless noted; B agents, N neighbour slots, K samples):
     past            (B, T_obs, 2)      observed positions, metres, oldest first
     neighbours      (B, N, T_obs, 2)   neighbour positions (any value where the mask is false)
     neighbour_mask  (B, N, T_obs)      bool, true where that neighbour was observed
-    z_noise         (K, B, D)          standard normal: z = prior mean + prior std * z_noise
+    z_noise         (K, B, D)          standard normal: z = prior mean + prior std * z_noise (D + 1 channels
+                                       with a mixture prior, the last picking the component: model.noise_dim)
     y_noise         (K, B, T_pred, 2)  standard normal for the decoder's draws (zeros: its mean)
 Output:
     futures         (B, K, T_pred, 2)  absolute positions
@@ -57,7 +58,7 @@ def example_inputs(model: TrajectoryCVAE, agents: int = 3, neighbours: int = 2, 
     past = torch.randn(agents, h.obs_len, 2, generator=g).cumsum(1)
     mask = torch.rand(agents, neighbours, h.obs_len, generator=g) > 0.3
     nb = torch.randn(agents, neighbours, h.obs_len, 2, generator=g).cumsum(2) * mask.unsqueeze(-1)
-    return (past, nb, mask, torch.randn(samples, agents, h.latent_dim, generator=g),
+    return (past, nb, mask, torch.randn(samples, agents, model.noise_dim, generator=g),
             torch.randn(samples, agents, h.pred_len, 2, generator=g))
 
 

@@ -6,28 +6,37 @@ from typing import Callable
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, Independent, kl_divergence
+from torch.distributions import Distribution, Independent, MixtureSameFamily, kl_divergence
+
+from cvae_traj.models.latent import mixture_kl_bound
 
 
 def elbo_terms(
-    prior: Independent,
+    prior: Independent | MixtureSameFamily,
     posterior: Independent,
     decode: Callable[[Tensor], Distribution],
     y: Tensor,
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor]:
     """Single-sample terms of E_q[log p(y|x,z)] - KL(q(z|x,y) || p(z|x)).
 
-    Returns the reconstruction NLL -log p(y|x,z) at a reparameterised z ~ q, shape (B,), and the
-    closed-form KL per latent dimension, shape (B, D); the ELBO is -(rec_nll + kl_per_dim.sum(-1)).
+    Returns the reconstruction NLL -log p(y|x,z) at a reparameterised z ~ q, shape (B,), the closed-form
+    KL per latent dimension, shape (B, D), and the rest of the KL that no dimension owns, shape (B,): zero
+    for a Gaussian prior; for a mixture prior the KL is the closed-form bound of mixture_kl_bound (the
+    chosen component's KL per dimension, then -log of its weight). The ELBO (a lower bound either way) is
+    -(rec_nll + kl_per_dim.sum(-1) + kl_rest).
     """
     z = posterior.rsample()  # (B, D)
     rec_nll = -decode(z).log_prob(y)  # (B,)
-    kl_per_dim = kl_divergence(posterior.base_dist, prior.base_dist)  # (B, D)
-    return rec_nll, kl_per_dim
+    if isinstance(prior, MixtureSameFamily):
+        kl_per_dim, kl_rest = mixture_kl_bound(posterior, prior)
+    else:
+        kl_per_dim = kl_divergence(posterior.base_dist, prior.base_dist)  # (B, D)
+        kl_rest = kl_per_dim.new_zeros(kl_per_dim.shape[:-1])
+    return rec_nll, kl_per_dim, kl_rest
 
 
 def importance_weighted_bound(
-    prior: Independent,
+    prior: Independent | MixtureSameFamily,
     posterior: Independent,
     decode: Callable[[Tensor], Distribution],
     y: Tensor,

@@ -22,6 +22,7 @@ from cvae_traj.metrics import constant_velocity, min_ade, min_fde
 from cvae_traj.models import (GRUTrajectoryDecoder, HistoryEncoder, PriorNet, RecognitionNet, SocialEncoder,
                               TrajectoryDecoder)
 from cvae_traj.models.frame import heading_rotation, speed_scale, to_world
+from cvae_traj.models.latent import prior_draw
 from cvae_traj.objectives import elbo_terms, importance_weighted_bound
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,9 @@ class TrajectoryCVAE(L.LightningModule):
 
     Args:
         obs_len, pred_len, dt: observed and predicted steps, and the seconds between steps.
+        prior_components: the prior p(z|x) is a mixture of this many diagonal Gaussians with weights that depend
+            on x (1: one Gaussian). Its KL is then a closed-form upper bound (models.latent.mixture_kl_bound),
+            and sampling takes one more noise channel per draw (noise_dim), which picks the component.
         social: condition on the neighbours through attention (SocialEncoder), not on the history alone.
         social_radius: attend only to neighbour positions within this distance of the target at the same
             observed step (metres; units of observed speed with speed_frame); a neighbour never that close
@@ -81,6 +85,7 @@ class TrajectoryCVAE(L.LightningModule):
         dt: float = 0.4,
         hidden_dim: int = 64,
         latent_dim: int = 16,
+        prior_components: int = 1,
         social: bool = False,
         social_radius: float | None = None,
         social_extended: bool = False,
@@ -120,7 +125,7 @@ class TrajectoryCVAE(L.LightningModule):
             context_dim += self.social_encoder.out_dim
         if social_radius is not None and not social_radius > 0:
             raise ValueError(f"social_radius must be positive or None, got {social_radius!r}")
-        self.prior_net = PriorNet(context_dim, latent_dim, hidden_dim)
+        self.prior_net = PriorNet(context_dim, latent_dim, hidden_dim, components=prior_components)
         self.recognition_net = RecognitionNet(context_dim, latent_dim, hidden_dim)
         if noise_order != 1 and decoder != "mlp":
             raise ValueError(f"noise_order {noise_order} needs decoder='mlp' (the gru decoder's noise is per step)")
@@ -157,7 +162,8 @@ class TrajectoryCVAE(L.LightningModule):
         return torch.cat([history, social], dim=-1)  # (B, C)
 
     def elbo_terms(self, batch: TrajectoryBatch, variety_samples: int = 0) -> dict[str, Tensor]:
-        """Unweighted ELBO terms per agent: reconstruction NLL (B,) and KL per latent dimension (B, D).
+        """Unweighted ELBO terms per agent: reconstruction NLL (B,), KL per latent dimension (B, D) and the KL no
+        dimension owns (B,), zero but for a mixture prior (objectives.elbo_terms).
 
         With variety_samples > 0 also "variety" (B,): the best-of-many average displacement of that many
         decoder means (draws, with variety_noise) at reparameterised z ~ p(z|x), differentiable through the
@@ -167,15 +173,16 @@ class TrajectoryCVAE(L.LightningModule):
         batch, _, scale = self._agent_frame(batch)
         context = self.encode(batch)
         prior = self.prior_net(context)
-        rec_nll, kl_per_dim = elbo_terms(
+        rec_nll, kl_per_dim, kl_rest = elbo_terms(
             prior=prior,
             posterior=self.recognition_net(context, batch.past, batch.future),
             decode=lambda z: self.generation_net(context, z, batch.past[:, -1]),
             y=batch.future,
         )
-        terms = {"rec_nll": rec_nll + self._frame_to_metres_nll(scale), "kl_per_dim": kl_per_dim}
+        terms = {"rec_nll": rec_nll + self._frame_to_metres_nll(scale), "kl_per_dim": kl_per_dim, "kl_rest": kl_rest}
         if variety_samples > 0:
-            decoded = self._decode(context, prior.rsample((variety_samples,)), batch.past[:, -1])
+            z_noise = torch.randn(variety_samples, len(batch), self.noise_dim, device=context.device)
+            decoded = self._decode(context, prior_draw(prior, z_noise), batch.past[:, -1])
             if self.hparams.get("variety_noise", False):
                 futures = decoded.from_noise(torch.randn_like(batch.future.expand(variety_samples, -1, -1, -1)))
             else:
@@ -202,7 +209,7 @@ class TrajectoryCVAE(L.LightningModule):
             raise ValueError(f"cluster_from must be at least num_samples ({num_samples}), got {cluster_from}")
         draws = num_samples if cluster_from is None else cluster_from
         b, device = len(batch), batch.past.device
-        z_noise = torch.randn(draws, b, self.hparams.latent_dim, device=device)
+        z_noise = torch.randn(draws, b, self.noise_dim, device=device)
         y_noise = torch.randn(draws, b, self.hparams.pred_len, 2, device=device)
         futures = self.sample_from_noise(batch, z_noise, y_noise if decoder_noise else torch.zeros_like(y_noise))
         return futures if cluster_from is None else cluster_futures(futures, num_samples)
@@ -210,15 +217,18 @@ class TrajectoryCVAE(L.LightningModule):
     def sample_from_noise(self, batch: TrajectoryBatch, z_noise: Tensor, y_noise: Tensor) -> Tensor:
         """The futures that standard normal noise makes, deterministically: (B, K, T_pred, 2).
 
-        z = mean + std * z_noise (K, B, D) under p(z|x); y_noise (K, B, T_pred, 2) drives the decoder's
-        per-step draws (zeros give its mean). `sample` is this with fresh noise; the exported sampler
-        (cvae_traj.export) is this as a graph.
+        z = mean + std * z_noise (K, B, D) under p(z|x) (with a mixture prior z_noise has D + 1 channels, the last
+        picking the component: models.latent.prior_draw; noise_dim says how many); y_noise (K, B, T_pred, 2)
+        drives the decoder's per-step draws (zeros give its mean). `sample` is this with fresh noise; the
+        exported sampler (cvae_traj.export) is this as a graph.
         """
+        if z_noise.shape[-1] != self.noise_dim:
+            raise ValueError(f"z_noise needs {self.noise_dim} channels (noise_dim) for this model, got shape "
+                             f"{tuple(z_noise.shape)}")
         origin = batch.past[:, -1]  # (B, 2)
         batch, m, scale = self._agent_frame(batch)
         context = self.encode(batch)
-        prior = self.prior_net(context).base_dist
-        z = prior.loc + prior.scale * z_noise  # (K, B, D)
+        z = prior_draw(self.prior_net(context), z_noise)  # (K, B, D)
         futures = self._decode(context, z, batch.past[:, -1]).from_noise(y_noise).transpose(0, 1)
         return futures if m is None else to_world(futures, m, origin, scale)
 
@@ -254,6 +264,12 @@ class TrajectoryCVAE(L.LightningModule):
         future = self.generation_net(context, self.prior_net(context).mean, batch.past[:, -1]).mean  # (B, T, 2)
         return future if m is None else to_world(future, m, origin, scale)
 
+    @property
+    def noise_dim(self) -> int:
+        """Standard normal channels per draw of z (sample_from_noise): the latent's, and one that picks a mixture
+        prior's component."""
+        return self.hparams.latent_dim + (1 if self.hparams.get("prior_components", 1) > 1 else 0)
+
     def kl_weight(self) -> float:
         """beta, ramped up linearly over the first kl_anneal_steps optimiser steps."""
         steps = self.hparams.kl_anneal_steps
@@ -265,8 +281,9 @@ class TrajectoryCVAE(L.LightningModule):
         terms = self.elbo_terms(batch, variety_samples=self.hparams.variety_samples if variety_weight else 0)
         rec_nll = terms["rec_nll"].mean()
         kl_per_dim = terms["kl_per_dim"].mean(dim=0)  # (D,)
-        kl = kl_per_dim.sum()
-        kl_penalised = kl_per_dim.clamp(min=self.hparams.free_bits).sum()
+        kl_rest = terms["kl_rest"].mean()
+        kl = kl_per_dim.sum() + kl_rest
+        kl_penalised = kl_per_dim.clamp(min=self.hparams.free_bits).sum() + kl_rest
         beta = self.kl_weight()
         loss = rec_nll + beta * kl_penalised
         if variety_weight:
@@ -362,7 +379,7 @@ class TrajectoryCVAE(L.LightningModule):
             "ml_fde": min_fde(likely, batch.future),
             "cv_ade": min_ade(cv, batch.future),
             "cv_fde": min_fde(cv, batch.future),
-            "nelbo": terms["rec_nll"] + terms["kl_per_dim"].sum(-1),
+            "nelbo": terms["rec_nll"] + terms["kl_per_dim"].sum(-1) + terms["kl_rest"],
         }
         s = self.hparams.num_eval_importance
         if s:

@@ -14,10 +14,30 @@ def test_closed_form_kl_matches_monte_carlo():
     past, future = torch.randn(3, 8, 2).cumsum(1), torch.randn(3, 12, 2).cumsum(1)
     context = model.history_encoder(past)
     prior, posterior = model.prior_net(context), model.recognition_net(context, past, future)
-    _, kl_per_dim = elbo_terms(prior, posterior, lambda z: Independent(Normal(z, 1.0), 1), torch.zeros(3, 4))
+    _, kl_per_dim, rest = elbo_terms(prior, posterior, lambda z: Independent(Normal(z, 1.0), 1), torch.zeros(3, 4))
     z = posterior.sample((200_000,))
     monte_carlo = (posterior.log_prob(z) - prior.log_prob(z)).mean(0)
     torch.testing.assert_close(kl_per_dim.sum(-1), monte_carlo, atol=0.02, rtol=0.01)
+    assert rest.eq(0).all()
+
+
+def test_mixture_prior_kl_is_an_upper_bound_tight_for_separated_components():
+    """With a mixture prior the KL is min_c KL(q || N_c) - log pi_c: never below the true KL (so the ELBO stays a
+    lower bound), and equal to it up to sampling error when q sits on one component far from the others."""
+    from torch.distributions import Categorical, MixtureSameFamily
+    torch.manual_seed(0)
+    q = Independent(Normal(torch.tensor([[0.3, -0.2], [1.0, 1.0], [10.1, 0.0]]), torch.tensor([[0.5], [0.8], [0.3]]).expand(3, 2)), 1)
+    locs = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.5, 1.5]]).expand(3, 3, 2)
+    prior = MixtureSameFamily(Categorical(logits=torch.tensor([0.0, -1.0, 0.5]).expand(3, 3)),
+                              Independent(Normal(locs, torch.full((3, 3, 2), 0.7)), 1))
+    _, kl_per_dim, rest = elbo_terms(prior, q, lambda z: Independent(Normal(z, 1.0), 1), torch.zeros(3, 2))
+    bound = kl_per_dim.sum(-1) + rest
+    z = q.sample((400_000,))
+    monte_carlo = (q.log_prob(z) - prior.log_prob(z)).mean(0)
+    assert (bound >= monte_carlo - 0.01).all()
+    torch.testing.assert_close(bound[2], monte_carlo[2], atol=0.01, rtol=0)  # alone on the component at (10, 0)
+    weights = prior.mixture_distribution.probs[0]
+    torch.testing.assert_close(rest[2], -weights[1].log())  # that component's -log pi
 
 
 @pytest.mark.parametrize("order", [1, 2, "mixing"])
@@ -167,7 +187,7 @@ def test_elbo_equals_log_likelihood_minus_posterior_gap(shift, stretch):
     prior = Independent(Normal(torch.zeros(4, d_z), 1.0), 1)
     s = 50_000  # Monte-Carlo average of the single-sample reconstruction term
     rep = lambda d: Independent(Normal(d.mean.repeat(s, 1), d.stddev.repeat(s, 1)), 1)  # noqa: E731
-    rec, kl = elbo_terms(rep(prior), rep(q), decode, y.repeat(s, 1))
+    rec, kl, _ = elbo_terms(rep(prior), rep(q), decode, y.repeat(s, 1))
     elbo = -(rec + kl.sum(-1)).view(s, 4).mean(0)
     gap = torch.distributions.kl_divergence(q, true_post)
     torch.testing.assert_close(elbo, exact - gap, atol=0.03, rtol=0)
@@ -219,3 +239,38 @@ def test_importance_weighted_bound_sits_between_elbo_and_log_likelihood_and_conv
         assert (bounds[small] < bounds[large] + 1e-3).all()
     assert (bounds[1000] <= exact + 1e-3).all()
     torch.testing.assert_close(bounds[1000], exact, atol=0.02, rtol=0)
+
+
+def test_mixture_prior_draws_follow_the_mixture_and_train_its_components():
+    """prior_draw's deterministic map from standard normal noise (one extra channel picks the component) gives
+    draws distributed as the mixture: its mean and per-dimension variance, which includes the spread between
+    components, so the weights must be right too. The draw is differentiable in the components' moments."""
+    from cvae_traj.models.latent import PriorNet, prior_draw
+    torch.manual_seed(0)
+    net = PriorNet(context_dim=5, latent_dim=2, hidden_dim=16, components=3)
+    torch.nn.init.normal_(net.net[2].weight, std=1.0)  # spread the components and their weights apart
+    prior = net(torch.randn(2, 5))
+    z = prior_draw(prior, torch.randn(400_000, 2, 3))  # (S, B, D)
+    torch.testing.assert_close(z.mean(0), prior.mean, atol=0.02, rtol=0)
+    torch.testing.assert_close(z.var(0), prior.variance, atol=0.05, rtol=0.02)
+    weights, locs = prior.mixture_distribution.probs.unsqueeze(-1), prior.component_distribution.mean
+    assert (weights * (locs - prior.mean.unsqueeze(-2)).square()).sum((-2, -1)).gt(1.0).all()  # modes apart: weights count
+    z[:100].sum().backward()
+    grad = net.net[2].weight.grad
+    assert grad[3:].abs().sum() > 0  # the components' locations and scales (the logits come first)
+
+
+def test_mixture_prior_model_trains_and_samples_with_its_extra_noise_channel():
+    batch = TrajectoryBatch.from_past(torch.randn(6, 8, 2).cumsum(1), torch.randn(6, 12, 2).cumsum(1))
+    torch.manual_seed(0)
+    model = TrajectoryCVAE(latent_dim=4, prior_components=3, variety_weight=3.0, variety_samples=5)
+    assert model.noise_dim == 5 and TrajectoryCVAE(latent_dim=4).noise_dim == 4
+    loss = model.training_step(batch, 0)
+    loss.backward()
+    logits_grad = model.prior_net.net[2].weight.grad[:3]
+    assert torch.isfinite(loss) and logits_grad.abs().sum() > 0  # the weights learn through the KL bound
+    terms = model.elbo_terms(batch)
+    assert terms["kl_rest"].gt(0).all()  # -log of the chosen component's weight, below 1
+    assert model.sample(batch, num_samples=7).shape == (6, 7, 12, 2)
+    with pytest.raises(ValueError, match="noise_dim"):
+        model.sample_from_noise(batch, torch.randn(7, 6, 4), torch.zeros(7, 6, 12, 2))

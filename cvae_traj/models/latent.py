@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Independent, Normal
+from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 from torch.nn import functional as F
 
 
@@ -21,14 +21,63 @@ def diagonal_gaussian(params: Tensor, min_scale: float = 1e-4) -> Independent:
 
 
 class PriorNet(nn.Module):
-    """p_theta(z | x): where the latent may lie before the future is seen."""
+    """p_theta(z | x): where the latent may lie before the future is seen.
 
-    def __init__(self, context_dim: int, latent_dim: int, hidden_dim: int = 64) -> None:
+    A diagonal Gaussian, or with components > 1 a mixture of that many diagonal Gaussians with weights
+    that depend on x (MixtureSameFamily), so that separate futures (left or right of an obstacle) can have
+    separate lumps of prior mass instead of one lump the decoder must tear apart.
+    """
+
+    def __init__(self, context_dim: int, latent_dim: int, hidden_dim: int = 64, components: int = 1) -> None:
         super().__init__()
-        self.net = mlp(context_dim, hidden_dim, 2 * latent_dim)
+        if components < 1:
+            raise ValueError(f"components must be at least 1, got {components!r}")
+        self.components = components
+        # One component: (loc, raw scale), as before the option (the same modules and checkpoints); more:
+        # the mixture's logits, then each component's (loc, raw scale).
+        self.net = mlp(context_dim, hidden_dim, 2 * latent_dim * components + (components if components > 1 else 0))
 
-    def forward(self, context: Tensor) -> Independent:
-        return diagonal_gaussian(self.net(context))  # event (D,), batch (B,)
+    def forward(self, context: Tensor) -> Independent | MixtureSameFamily:
+        out = self.net(context)
+        if self.components == 1:
+            return diagonal_gaussian(out)  # event (D,), batch (B,)
+        c = self.components
+        logits, params = out[..., :c], out[..., c:].unflatten(-1, (c, -1))
+        return MixtureSameFamily(Categorical(logits=logits, validate_args=False), diagonal_gaussian(params),
+                                 validate_args=False)  # event (D,), batch (B,); components (B, C)
+
+
+def prior_draw(prior: Independent | MixtureSameFamily, noise: Tensor) -> Tensor:
+    """z from standard normal `noise` (..., B, D) under p(z|x), deterministically: loc + scale * noise,
+    reparameterised. For a mixture `noise` has one more channel (..., B, D + 1): the last picks the
+    component by inverse CDF of its weights (its standard normal value mapped to a uniform), the rest are
+    that component's noise; the pick itself is not differentiable, the draw from the component is."""
+    if isinstance(prior, Independent):
+        base = prior.base_dist
+        return base.loc + base.scale * noise
+    weights = prior.mixture_distribution.probs  # (B, C)
+    uniform = 0.5 * (1 + torch.erf(noise[..., -1:] / 2 ** 0.5))  # (..., B, 1)
+    pick = (weights.cumsum(-1)[..., :-1] < uniform).sum(-1)  # (..., B): the first component whose CDF passes u
+    base = prior.component_distribution.base_dist  # loc, scale (B, C, D)
+    index = pick.unsqueeze(-1).unsqueeze(-1).expand(*pick.shape, 1, base.loc.shape[-1])  # (..., B, 1, D)
+    loc = base.loc.expand(*pick.shape, *base.loc.shape[-2:]).gather(-2, index).squeeze(-2)
+    scale = base.scale.expand(*pick.shape, *base.scale.shape[-2:]).gather(-2, index).squeeze(-2)
+    return loc + scale * noise[..., :-1]
+
+
+def mixture_kl_bound(posterior: Independent, prior: MixtureSameFamily) -> tuple[Tensor, Tensor]:
+    """An upper bound on KL(q || sum_c pi_c N_c) for a diagonal Gaussian q: min over c of KL(q || N_c) -
+    log pi_c (the mixture's log density is at least log pi_c + log N_c, everywhere). Closed form, so the
+    ELBO it gives is still a lower bound on log p(y|x). Returns the chosen component's KL per latent
+    dimension (B, D) and -log pi of that component (B,); their sum over dimensions plus it is the bound."""
+    q = posterior.base_dist
+    components = prior.component_distribution.base_dist  # (B, C, D)
+    q_expanded = Normal(q.loc.unsqueeze(-2), q.scale.unsqueeze(-2), validate_args=False)
+    kl = torch.distributions.kl_divergence(q_expanded, components)  # (B, C, D)
+    log_weights = prior.mixture_distribution.logits.log_softmax(-1)  # (B, C)
+    chosen = (kl.sum(-1) - log_weights).argmin(-1, keepdim=True)  # (B, 1)
+    per_dim = kl.gather(-2, chosen.unsqueeze(-1).expand(-1, 1, kl.shape[-1])).squeeze(-2)  # (B, D)
+    return per_dim, -log_weights.gather(-1, chosen).squeeze(-1)
 
 
 class RecognitionNet(nn.Module):
