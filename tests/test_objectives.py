@@ -260,6 +260,7 @@ def test_mixture_prior_draws_follow_the_mixture_and_train_its_components():
     assert grad[3:].abs().sum() > 0  # the components' locations and scales (the logits come first)
 
 
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`:UserWarning")
 def test_mixture_prior_model_trains_and_samples_with_its_extra_noise_channel():
     batch = TrajectoryBatch.from_past(torch.randn(6, 8, 2).cumsum(1), torch.randn(6, 12, 2).cumsum(1))
     torch.manual_seed(0)
