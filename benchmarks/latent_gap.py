@@ -1,11 +1,13 @@
 """Where best-of-20 loses: 20 futures from the prior path z ~ p(z|x) against 20 from the recognition net z ~ q(z|x,y).
 
-    python benchmarks/latent_gap.py [scene] [batches]   # defaults: eth 40 (validation windows of that fold)
+    python benchmarks/latent_gap.py [scene] [batches] [checkpoint]
+    # defaults: eth 40 checkpoints/eth_ucy/<scene>.ckpt (validation windows of that fold)
 
 q has seen the future, so its best-of-20 is what the decoder can draw when z is right; the prior path is what
 the protocol scores. A small gap would leave the prior to improve; a large one says the future is uncertain
 given the past, whatever the prior's shape. Validation windows only (never the test split); seeded, so a
-rerun prints the same numbers.
+rerun prints the same numbers. With a mixture prior (model.prior_components) it also prints the components'
+mean weights and the mean of each agent's largest weight: how many components are used, and how many per agent.
 """
 import sys
 
@@ -19,17 +21,21 @@ from cvae_traj.models.latent import prior_draw
 scene = sys.argv[1] if len(sys.argv) > 1 else "eth"
 batches = int(sys.argv[2]) if len(sys.argv) > 2 else 40
 k = 20
-model = TrajectoryCVAE.load_from_checkpoint(f"checkpoints/eth_ucy/{scene}.ckpt", map_location="cpu").eval()
+checkpoint = sys.argv[3] if len(sys.argv) > 3 else f"checkpoints/eth_ucy/{scene}.ckpt"
+model = TrajectoryCVAE.load_from_checkpoint(checkpoint, map_location="cpu").eval()
 data = EthUcyDataModule(scene=scene, root="data/eth_ucy", batch_size=256)
 data.setup("validate")
 torch.manual_seed(0)
-sums, windows = {"prior": [0.0, 0.0], "posterior": [0.0, 0.0]}, 0
+sums, windows, weights = {"prior": [0.0, 0.0], "posterior": [0.0, 0.0]}, 0, []
 with torch.no_grad():
     for _, batch in zip(range(batches), data.val_dataloader()):
         frame, _, scale = model._agent_frame(batch)  # rotated: errors in metres as in the world frame
         metres = 1.0 if scale is None else scale  # lengths in units of observed speed with speed_frame
         context = model.encode(frame)
-        latents = {"prior": prior_draw(model.prior_net(context), torch.randn(k, len(batch), model.noise_dim)),
+        prior = model.prior_net(context)
+        if hasattr(prior, "mixture_distribution"):
+            weights.append(prior.mixture_distribution.probs)
+        latents = {"prior": prior_draw(prior, torch.randn(k, len(batch), model.noise_dim)),
                    "posterior": model.recognition_net(context, frame.past, frame.future).sample((k,))}
         for name, z in latents.items():
             futures = model._decode(context, z, frame.past[:, -1]).from_noise(torch.randn(k, *frame.future.shape))
@@ -39,3 +45,7 @@ with torch.no_grad():
 print(f"{scene} fold, {windows} validation windows, best of {k} (minADE / minFDE, metres): "
       + "; ".join(f"z ~ {'p(z|x)' if name == 'prior' else 'q(z|x,y)'} {ade / windows:.4f} / {fde / windows:.4f}"
                   for name, (ade, fde) in sums.items()))
+if weights:
+    w = torch.cat(weights)
+    print(f"mixture prior: mean weights {', '.join(f'{x:.3f}' for x in w.mean(0).tolist())}; "
+          f"each agent's largest weight {w.max(-1).values.mean():.3f} on average")
