@@ -6,9 +6,7 @@ from typing import Callable
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, Independent, MixtureSameFamily, kl_divergence
-
-from cvae_traj.models.latent import mixture_kl_bound
+from torch.distributions import Distribution, Independent, MixtureSameFamily, Normal, kl_divergence
 
 
 def elbo_terms(
@@ -33,6 +31,21 @@ def elbo_terms(
         kl_per_dim = kl_divergence(posterior.base_dist, prior.base_dist)  # (B, D)
         kl_rest = kl_per_dim.new_zeros(kl_per_dim.shape[:-1])
     return rec_nll, kl_per_dim, kl_rest
+
+
+def mixture_kl_bound(posterior: Independent, prior: MixtureSameFamily) -> tuple[Tensor, Tensor]:
+    """An upper bound on KL(q || sum_c pi_c N_c) for a diagonal Gaussian q: min over c of KL(q || N_c) -
+    log pi_c (the mixture's log density is at least log pi_c + log N_c, everywhere). Closed form, so the
+    ELBO it gives is still a lower bound on log p(y|x). Returns the chosen component's KL per latent
+    dimension (B, D) and -log pi of that component (B,); their sum over dimensions plus it is the bound."""
+    q = posterior.base_dist
+    components = prior.component_distribution.base_dist  # (B, C, D)
+    q_expanded = Normal(q.loc.unsqueeze(-2), q.scale.unsqueeze(-2), validate_args=False)
+    kl = kl_divergence(q_expanded, components)  # (B, C, D)
+    log_weights = prior.mixture_distribution.logits.log_softmax(-1)  # (B, C)
+    chosen = (kl.sum(-1) - log_weights).argmin(-1, keepdim=True)  # (B, 1)
+    per_dim = kl.gather(-2, chosen.unsqueeze(-1).expand(-1, 1, kl.shape[-1])).squeeze(-2)  # (B, D)
+    return per_dim, -log_weights.gather(-1, chosen).squeeze(-1)
 
 
 def importance_weighted_bound(

@@ -37,7 +37,7 @@ class TrajectoryCVAE(L.LightningModule):
     Args:
         obs_len, pred_len, dt: observed and predicted steps, and the seconds between steps.
         prior_components: the prior p(z|x) is a mixture of this many diagonal Gaussians with weights that depend
-            on x (1: one Gaussian). Its KL is then a closed-form upper bound (models.latent.mixture_kl_bound),
+            on x (1: one Gaussian). Its KL is then a closed-form upper bound (objectives.mixture_kl_bound),
             and sampling takes one more noise channel per draw (noise_dim), which picks the component.
         social: condition on the neighbours through attention (SocialEncoder), not on the history alone.
         social_radius: attend only to neighbour positions within this distance of the target at the same

@@ -65,21 +65,6 @@ def prior_draw(prior: Independent | MixtureSameFamily, noise: Tensor) -> Tensor:
     return loc + scale * noise[..., :-1]
 
 
-def mixture_kl_bound(posterior: Independent, prior: MixtureSameFamily) -> tuple[Tensor, Tensor]:
-    """An upper bound on KL(q || sum_c pi_c N_c) for a diagonal Gaussian q: min over c of KL(q || N_c) -
-    log pi_c (the mixture's log density is at least log pi_c + log N_c, everywhere). Closed form, so the
-    ELBO it gives is still a lower bound on log p(y|x). Returns the chosen component's KL per latent
-    dimension (B, D) and -log pi of that component (B,); their sum over dimensions plus it is the bound."""
-    q = posterior.base_dist
-    components = prior.component_distribution.base_dist  # (B, C, D)
-    q_expanded = Normal(q.loc.unsqueeze(-2), q.scale.unsqueeze(-2), validate_args=False)
-    kl = torch.distributions.kl_divergence(q_expanded, components)  # (B, C, D)
-    log_weights = prior.mixture_distribution.logits.log_softmax(-1)  # (B, C)
-    chosen = (kl.sum(-1) - log_weights).argmin(-1, keepdim=True)  # (B, 1)
-    per_dim = kl.gather(-2, chosen.unsqueeze(-1).expand(-1, 1, kl.shape[-1])).squeeze(-2)  # (B, D)
-    return per_dim, -log_weights.gather(-1, chosen).squeeze(-1)
-
-
 class RecognitionNet(nn.Module):
     """q_phi(z | x, y): the latent that explains the future y, given the past x."""
 
