@@ -78,8 +78,8 @@ def evaluate_best_of_k(
     batch_size: int = 256,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Mean minADE_K / minFDE_K over a split, of K independent draws or (cluster_from=M) of K representatives
-    of M draws clustered by final position (TrajectoryCVAE.sample), with the seconds sampling took."""
+    """Mean minADE_K / minFDE_K over a split, of K faithful draws or (cluster_from=M) of K representatives
+    of M draws clustered by final position (TrajectoryCVAE.representatives), with the seconds sampling took."""
     model.eval()
     torch.manual_seed(seed)
     windows = datamodule.windows(split)
@@ -88,7 +88,8 @@ def evaluate_best_of_k(
     for lo in range(0, len(windows), batch_size):
         batch = windows.batch(np.arange(lo, min(lo + batch_size, len(windows)))).to(device)
         start = time.perf_counter()
-        samples = model.sample(batch, num_samples=num_samples, cluster_from=cluster_from)
+        samples = (model.sample(batch, num_samples=num_samples) if cluster_from is None
+                   else model.representatives(batch, num_samples, cluster_from)[0])
         seconds += time.perf_counter() - start
         ade += min_ade(samples, batch.future).sum().item()
         fde += min_fde(samples, batch.future).sum().item()

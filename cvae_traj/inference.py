@@ -17,14 +17,19 @@ from cvae_traj.errors import CheckpointError, InputError
 from cvae_traj.io import atomic_path
 from cvae_traj.system import TrajectoryCVAE
 
-FUTURE_COLUMNS = ("agent_id", "sample", "step", "frame", "x", "y")
+# weight: the probability mass a future stands for (1/K for K faithful draws; a cluster's share of the draws
+# for representatives); the weights of an agent's K futures sum to 1.
+# Options whose default changed after checkpoints were written without them: the value those were trained with.
+LEGACY_HPARAMS = {"prior_components": 1, "mixture_kl": "bound"}
+FUTURE_COLUMNS = ("agent_id", "sample", "step", "frame", "x", "y", "weight")
 OUTPUT_FORMATS = {".csv": "CSV", ".parquet": "Parquet"}
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> TrajectoryCVAE:
     """A TrajectoryCVAE from a checkpoint, in eval mode; CheckpointError if that is not what the file holds.
 
-    Loading uses torch's weights_only unpickler, so a checkpoint cannot execute code when it is read.
+    Loading uses torch's weights_only unpickler, so a checkpoint cannot execute code when it is read. A
+    checkpoint written before an option existed is built with the value it was trained with (LEGACY_HPARAMS).
     """
     path = Path(path)
     if not path.is_file():
@@ -35,8 +40,9 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Tr
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(err)})") from None
     if not isinstance(content, dict) or not {"state_dict", "hyper_parameters"} <= content.keys():
         raise CheckpointError(f"{path}: not a Lightning checkpoint with hyper-parameters and weights")
+    legacy = {k: v for k, v in LEGACY_HPARAMS.items() if k not in content["hyper_parameters"]}
     try:
-        model = TrajectoryCVAE.load_from_checkpoint(path, map_location=map_location, weights_only=True)
+        model = TrajectoryCVAE.load_from_checkpoint(path, map_location=map_location, weights_only=True, **legacy)
     except (KeyError, TypeError, RuntimeError) as err:
         raise CheckpointError(f"{path}: checkpoint does not fit TrajectoryCVAE ({_first_line(err)})") from None
     broken = [name for name, value in model.state_dict().items() if value.is_floating_point()
@@ -72,14 +78,16 @@ def predict_futures(
     neighbour_budget: int = 2**16,
     cluster_from: int | None = None,
 ) -> pd.DataFrame:
-    """K sampled futures per agent, in long format with columns agent_id, sample, step, frame, x, y.
+    """K futures per agent, in long format with columns agent_id, sample, step, frame, x, y, weight.
 
     Agents are those whose last T_obs positions are consecutive and end at `at_frame` (default: the
     table's last frame). `step` runs 1..T_pred and `frame` is the future frame in the table's units;
-    `sample` runs 0..K-1. Seed with torch.manual_seed for repeatable samples. `iter_futures` gives the same
-    rows batch by batch, for more agents than the futures of all of them fit in memory. With `cluster_from`
-    M, each agent's K futures are representatives of M draws clustered by final position
-    (cvae_traj.clustering): spread over where the agent may end up, rather than K independent draws.
+    `sample` runs 0..K-1. By default the K futures are faithful draws (TrajectoryCVAE.sample), each of
+    weight 1/K: the share of them that does something estimates its probability. With `cluster_from` M
+    they are representatives of M draws clustered by final position (TrajectoryCVAE.representatives):
+    spread over where the agent may end up, each weighted by the share of the draws it stands for.
+    Seed with torch.manual_seed for repeatable samples. `iter_futures` gives the same rows batch by batch,
+    for more agents than the futures of all of them fit in memory.
     """
     return pd.concat(iter_futures(model, tracks, num_samples, at_frame, columns, time_unit, frame_step, batch_size,
                                   neighbour_budget, cluster_from), ignore_index=True)
@@ -164,8 +172,12 @@ def _sample_batches(model: TrajectoryCVAE, table: TrackTable, present: FrameAgen
     frames = table.frames(at_step + steps)
     for lo in range(0, len(present), batch_size):
         index = np.arange(lo, min(lo + batch_size, len(present)))
-        samples = model.sample(present.batch(index).to(device), num_samples=num_samples,
-                               cluster_from=cluster_from).cpu().numpy()
+        batch = present.batch(index).to(device)
+        if cluster_from is None:
+            samples = model.sample(batch, num_samples=num_samples).cpu().numpy()
+            weights = np.full(samples.shape[:2], 1.0 / num_samples, dtype=np.float32)
+        else:
+            samples, weights = (part.cpu().numpy() for part in model.representatives(batch, num_samples, cluster_from))
         w, k, t, _ = samples.shape  # (W, K, T_pred, 2)
         yield pd.DataFrame({
             "agent_id": np.repeat(table.agent_ids[present.agent[index]], k * t),
@@ -174,6 +186,7 @@ def _sample_batches(model: TrajectoryCVAE, table: TrackTable, present: FrameAgen
             "frame": np.tile(frames, w * k),
             "x": samples[..., 0].ravel(),
             "y": samples[..., 1].ravel(),
+            "weight": np.repeat(weights.ravel(), t),
         })  # in FUTURE_COLUMNS' order (naming columns= as well makes pandas reindex: slower)
 
 

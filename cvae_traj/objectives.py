@@ -14,6 +14,7 @@ def elbo_terms(
     posterior: Independent,
     decode: Callable[[Tensor], Distribution],
     y: Tensor,
+    mixture_kl: str = "bound",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Single-sample terms of E_q[log p(y|x,z)] - KL(q(z|x,y) || p(z|x)).
 
@@ -27,6 +28,9 @@ def elbo_terms(
     rec_nll = -decode(z).log_prob(y)  # (B,)
     if isinstance(prior, MixtureSameFamily):
         kl_per_dim, kl_rest = mixture_kl_bound(posterior, prior)
+        if mixture_kl == "sample":
+            kl = posterior.log_prob(z) - prior.log_prob(z)  # (B,) unbiased, soft in the components
+            kl_rest = kl - kl_per_dim.sum(-1)
     else:
         kl_per_dim = kl_divergence(posterior.base_dist, prior.base_dist)  # (B, D)
         kl_rest = kl_per_dim.new_zeros(kl_per_dim.shape[:-1])

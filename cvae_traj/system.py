@@ -34,11 +34,19 @@ DECODERS = {"mlp": TrajectoryDecoder, "gru": GRUTrajectoryDecoder}
 class TrajectoryCVAE(L.LightningModule):
     """Multi-modal trajectory forecaster: K futures per agent from z ~ p(z|x), y ~ p(y|x,z).
 
+    The defaults are the general recipe, chosen on the built-in worlds whose odds are known
+    (benchmarks/known_odds.py): the plain ELBO with a mixture prior, so that the share of draws that take a
+    mode is its probability. The ETH/UCY experiment adds its benchmark-specific pieces on top.
+
     Args:
         obs_len, pred_len, dt: observed and predicted steps, and the seconds between steps.
         prior_components: the prior p(z|x) is a mixture of this many diagonal Gaussians with weights that depend
-            on x (1: one Gaussian). Its KL is then a closed-form upper bound (objectives.mixture_kl_bound),
-            and sampling takes one more noise channel per draw (noise_dim), which picks the component.
+            on x (1: one Gaussian), so that separate futures get separate lumps of prior mass with their own odds.
+            Sampling then takes one more noise channel per draw (noise_dim), which picks the component.
+        mixture_kl: how a mixture prior's KL(q || p) enters the ELBO: "sample", log q(z) - log p(z) at the
+            reparameterised z (unbiased, and its gradient shares each z among the components by their
+            responsibility, so the weights learn the odds); "bound", the closed-form upper bound of
+            objectives.mixture_kl_bound (each z charged to one component: modes can merge, odds drift).
         social: condition on the neighbours through attention (SocialEncoder), not on the history alone.
         social_radius: attend only to neighbour positions within this distance of the target at the same
             observed step (metres; units of observed speed with speed_frame); a neighbour never that close
@@ -84,27 +92,28 @@ class TrajectoryCVAE(L.LightningModule):
         pred_len: int = 12,
         dt: float = 0.4,
         hidden_dim: int = 64,
-        latent_dim: int = 16,
-        prior_components: int = 1,
-        social: bool = False,
+        latent_dim: int = 32,
+        prior_components: int = 8,
+        mixture_kl: str = "sample",
+        social: bool = True,
         social_radius: float | None = None,
         social_extended: bool = False,
         social_rounds: int = 1,
         decoder: str = "mlp",
         noise_order: int | str = 1,
         decoder_layers: int = 2,
-        decoder_min_scale: float = 0.01,
-        heading_frame: bool = False,
+        decoder_min_scale: float = 0.002,
+        heading_frame: bool = True,
         speed_frame: bool = False,
         beta: float = 1.0,
-        kl_anneal_steps: int = 0,
+        kl_anneal_steps: int = 2000,
         free_bits: float = 0.0,
         variety_weight: float = 0.0,
         variety_samples: int = 20,
         variety_noise: bool = False,
         variety_fde_weight: float = 0.0,
-        lr: float = 1e-3,
-        lr_decay: float = 1.0,
+        lr: float = 2e-3,
+        lr_decay: float = 0.85,
         lr_decay_steps: int | None = None,
         weight_decay: float = 0.0,
         num_eval_samples: int = 20,
@@ -115,6 +124,8 @@ class TrajectoryCVAE(L.LightningModule):
         if lr_decay_steps is not None and not lr_decay_steps > 0:
             raise ValueError(f"lr_decay_steps must be a positive number of optimiser steps or None, got "
                              f"{lr_decay_steps!r}")
+        if mixture_kl not in ("sample", "bound"):
+            raise ValueError(f"mixture_kl must be 'sample' or 'bound', got {mixture_kl!r}")
         if decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {sorted(DECODERS)}, got {decoder!r}")
         self.history_encoder = HistoryEncoder(hidden_dim)
@@ -178,6 +189,7 @@ class TrajectoryCVAE(L.LightningModule):
             posterior=self.recognition_net(context, batch.past, batch.future),
             decode=lambda z: self.generation_net(context, z, batch.past[:, -1]),
             y=batch.future,
+            mixture_kl=self.hparams.get("mixture_kl", "bound"),
         )
         terms = {"rec_nll": rec_nll + self._frame_to_metres_nll(scale), "kl_per_dim": kl_per_dim, "kl_rest": kl_rest}
         if variety_samples > 0:
@@ -194,25 +206,33 @@ class TrajectoryCVAE(L.LightningModule):
         return terms
 
     @torch.no_grad()
-    def sample(self, batch: TrajectoryBatch | Tensor, num_samples: int = 20, decoder_noise: bool = True,
-               cluster_from: int | None = None) -> Tensor:
-        """K futures per agent in absolute positions: (B, K, T_pred, 2). Seed with torch.manual_seed.
+    def sample(self, batch: TrajectoryBatch | Tensor, num_samples: int = 20, decoder_noise: bool = True) -> Tensor:
+        """K faithful futures per agent in absolute positions: (B, K, T_pred, 2). Seed with torch.manual_seed.
 
-        `batch` is a TrajectoryBatch or a past tensor (B, T_obs, 2). With decoder_noise=False each
-        future is the decoder's mean for its z, rather than a draw from p(y|x,z). With cluster_from=M,
-        M futures are drawn and K representatives of their final-position clusters kept
-        (cvae_traj.clustering): not independent draws, so not the protocol's best-of-K.
+        Each is an independent draw z ~ p(z|x), y ~ p(y|x,z), so the share of draws that do something
+        estimates its probability. `batch` is a TrajectoryBatch or a past tensor (B, T_obs, 2). With
+        decoder_noise=False each future is the decoder's mean for its z, rather than a draw from p(y|x,z).
         """
         if isinstance(batch, Tensor):
             batch = TrajectoryBatch.from_past(batch)
-        if cluster_from is not None and cluster_from < num_samples:
-            raise ValueError(f"cluster_from must be at least num_samples ({num_samples}), got {cluster_from}")
-        draws = num_samples if cluster_from is None else cluster_from
         b, device = len(batch), batch.past.device
-        z_noise = torch.randn(draws, b, self.noise_dim, device=device)
-        y_noise = torch.randn(draws, b, self.hparams.pred_len, 2, device=device)
-        futures = self.sample_from_noise(batch, z_noise, y_noise if decoder_noise else torch.zeros_like(y_noise))
-        return futures if cluster_from is None else cluster_futures(futures, num_samples)
+        z_noise = torch.randn(num_samples, b, self.noise_dim, device=device)
+        y_noise = torch.randn(num_samples, b, self.hparams.pred_len, 2, device=device)
+        return self.sample_from_noise(batch, z_noise, y_noise if decoder_noise else torch.zeros_like(y_noise))
+
+    @torch.no_grad()
+    def representatives(self, batch: TrajectoryBatch | Tensor, num_samples: int = 20,
+                        draws: int = 200) -> tuple[Tensor, Tensor]:
+        """K distinct futures per agent with the probability mass each stands for: futures (B, K, T_pred, 2)
+        and weights (B, K) summing to 1 per agent.
+
+        `draws` faithful futures are clustered by final position (cvae_traj.clustering); each cluster gives
+        its draw nearest the centre, weighted by its share of the draws. Not independent draws: their
+        best-of-K is reported apart from the faithful one (PROTOCOL.md).
+        """
+        if draws < num_samples:
+            raise ValueError(f"draws must be at least num_samples ({num_samples}), got {draws}")
+        return cluster_futures(self.sample(batch, num_samples=draws), num_samples)
 
     def sample_from_noise(self, batch: TrajectoryBatch, z_noise: Tensor, y_noise: Tensor) -> Tensor:
         """The futures that standard normal noise makes, deterministically: (B, K, T_pred, 2).

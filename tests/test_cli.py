@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -36,7 +37,10 @@ def test_train_then_predict_end_to_end(tmp_path):
                  f"output={tmp_path / 'futures.csv'}", "num_samples=5", "plot=true", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     futures = pd.read_csv(tmp_path / "futures.csv")
-    assert list(futures.columns) == ["agent_id", "sample", "step", "frame", "x", "y"]
+    assert list(futures.columns) == ["agent_id", "sample", "step", "frame", "x", "y", "weight"]
+    # Faithful draws: each of the 5 stands for a fifth of the agent's probability.
+    assert np.allclose(futures["weight"], 0.2)
+    assert np.allclose(futures.groupby(["agent_id", "step"])["weight"].sum(), 1.0)
     last = tracks["frame"].max()
     current = tracks[tracks["frame"] > last - 8].groupby("agent_id").size()
     assert set(futures["agent_id"]) == set(current[current == 8].index)

@@ -38,16 +38,19 @@ def test_one_future_from_each_mode_however_rare():
     torch.manual_seed(1)
     # 90% of the draws end near (4, 0); two rare modes end 3 m to either side.
     finals = blobs([180, 10, 10], [(4.0, 0.0), (4.0, 3.0), (4.0, -3.0)])
-    kept = cluster_futures(futures_ending_at(finals), 3)
+    kept, weights = cluster_futures(futures_ending_at(finals), 3)
     assert kept.shape == (1, 3, 12, 2)
     assert sorted(round(y) for y in kept[0, :, -1, 1].tolist()) == [-3, 0, 3]
+    # Each stands for its cluster's share of the 200 draws: the rare ones 5% each, not a third.
+    by_place = {round(y): w for y, w in zip(kept[0, :, -1, 1].tolist(), weights[0].tolist())}
+    assert by_place == {0: pytest.approx(0.9), 3: pytest.approx(0.05), -3: pytest.approx(0.05)}
 
 
 def test_representatives_are_draws_nearest_their_centre():
     torch.manual_seed(2)
     finals = blobs([50, 50], [(0.0, 0.0), (6.0, 0.0)], spread=0.5)
     samples = futures_ending_at(finals)
-    kept = cluster_futures(samples, 2)
+    kept, _ = cluster_futures(samples, 2)
     for rep in kept[0]:
         # It is one of the draws, whole (every step), and the one of its group nearest the group's mean.
         assert (samples[0] == rep).all(dim=(-1, -2)).sum() == 1
@@ -58,25 +61,33 @@ def test_representatives_are_draws_nearest_their_centre():
 
 def test_identical_draws_leave_no_cluster_without_a_future():
     samples = torch.ones(2, 30, 12, 2)
-    kept = cluster_futures(samples, 5)
+    kept, weights = cluster_futures(samples, 5)
     assert kept.shape == (2, 5, 12, 2) and torch.equal(kept, torch.ones(2, 5, 12, 2))
+    # Empty clusters still give a future, of weight 0; the weights still sum to 1.
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2))
 
 
-def test_model_samples_clustered_futures():
+def test_model_representatives_are_its_draws_weighted_by_cluster_share():
     torch.manual_seed(3)
     model = TrajectoryCVAE(pred_len=12).eval()
     past = torch.cumsum(torch.rand(5, 8, 2), dim=1)
     torch.manual_seed(4)
-    kept = model.sample(past, num_samples=4, cluster_from=40)
+    kept, weights = model.representatives(past, num_samples=4, draws=40)
     torch.manual_seed(4)
     draws = model.sample(past, num_samples=40)
-    assert kept.shape == (5, 4, 12, 2)
+    assert kept.shape == (5, 4, 12, 2) and weights.shape == (5, 4)
     # The same noise gives the same 40 draws; the 4 kept per agent are 4 different ones of them.
     same = (kept.unsqueeze(2) == draws.unsqueeze(1)).all(dim=(-1, -2))  # (5, 4, 40)
     assert (same.sum(-1) == 1).all() and (same.any(1).sum(-1) == 4).all()
-    with pytest.raises(ValueError, match="cluster_from must be at least num_samples"):
-        model.sample(past, num_samples=4, cluster_from=3)
+    # Weights are shares of the 40 draws: multiples of 1/40 that sum to 1.
+    torch.testing.assert_close(weights.sum(-1), torch.ones(5))
+    torch.testing.assert_close(weights * 40, (weights * 40).round())
+    with pytest.raises(ValueError, match="draws must be at least num_samples"):
+        model.representatives(past, num_samples=4, draws=3)
     with pytest.raises(InputError, match=r"cluster_from \(3\) must be at least num_samples \(4\)"):
         predict_futures(model, scene(), num_samples=4, cluster_from=3)
     out = predict_futures(model, scene(), num_samples=4, cluster_from=40)
     assert sorted(out["sample"].unique()) == [0, 1, 2, 3] and len(out) == 4 * 12
+    # The weight column holds each representative's share, the same at every step of its future.
+    per_future = out.groupby("sample")["weight"]
+    assert (per_future.nunique() == 1).all() and per_future.first().sum() == pytest.approx(1.0)

@@ -319,7 +319,7 @@ def test_collapse_warning_names_the_remedy(caplog):
 
     from cvae_traj.diagnostics import latent_sums
 
-    model = TrajectoryCVAE(latent_dim=3)
+    model = TrajectoryCVAE(latent_dim=3, kl_anneal_steps=0)  # the KL at full weight: collapse is then a fault
     model._latent_stats = [latent_sums(torch.zeros(10, 3), torch.zeros(10, 3))]
     model.log = model.log_dict = lambda *a, **k: None  # no trainer to log to in this unit test
     model._trainer = SimpleNamespace(sanity_checking=False, global_step=0)

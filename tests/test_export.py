@@ -45,7 +45,7 @@ def test_sample_is_sample_from_noise_with_fresh_standard_normal_noise():
     torch.manual_seed(3)
     drawn = model.sample(past, num_samples=6)
     torch.manual_seed(3)
-    z_noise, y_noise = torch.randn(6, 4, 5), torch.randn(6, 4, 12, 2)
+    z_noise, y_noise = torch.randn(6, 4, model.noise_dim), torch.randn(6, 4, 12, 2)
     torch.testing.assert_close(model.sample_from_noise(batch, z_noise, y_noise), drawn)
     # Without decoder noise each future is the decoder's mean at its z.
     torch.manual_seed(3)

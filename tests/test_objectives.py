@@ -10,7 +10,7 @@ from cvae_traj.objectives import elbo_terms, importance_weighted_bound
 
 def test_closed_form_kl_matches_monte_carlo():
     torch.manual_seed(0)
-    model = TrajectoryCVAE(latent_dim=4)
+    model = TrajectoryCVAE(latent_dim=4, prior_components=1, social=False)
     past, future = torch.randn(3, 8, 2).cumsum(1), torch.randn(3, 12, 2).cumsum(1)
     context = model.history_encoder(past)
     prior, posterior = model.prior_net(context), model.recognition_net(context, past, future)
@@ -39,6 +39,33 @@ def test_mixture_prior_kl_is_an_upper_bound_tight_for_separated_components():
     torch.testing.assert_close(bound[2], monte_carlo[2], atol=0.01, rtol=0)  # alone on the component at (10, 0)
     weights = prior.mixture_distribution.probs[0]
     torch.testing.assert_close(rest[2], -weights[1].log())  # that component's -log pi
+
+
+def test_sampled_mixture_kl_is_unbiased_and_teaches_every_component_its_share():
+    """mixture_kl="sample": log q(z) - log p(z) at the z the reconstruction used. Its mean is the true KL (the
+    bound sits above it where q straddles two components), and its gradient reaches the weight of every
+    component in proportion to its responsibility, where the bound's reaches only the one it charges."""
+    from torch.distributions import Categorical, MixtureSameFamily
+    torch.manual_seed(0)
+    q = Independent(Normal(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.8, 0.8]])), 1)  # between two components
+    locs = torch.tensor([[[0.0, 0.0], [2.0, 0.0], [0.0, 9.0]]])
+    logits = torch.zeros(1, 3, requires_grad=True)
+    prior = MixtureSameFamily(Categorical(logits=logits), Independent(Normal(locs, torch.full((1, 3, 2), 0.7)), 1))
+    decode = lambda z: Independent(Normal(z, 1.0), 1)  # noqa: E731
+    rep = lambda d: Independent(Normal(d.base_dist.loc.expand(50_000, 2), d.base_dist.scale.expand(50_000, 2)), 1)  # noqa: E731
+    wide = MixtureSameFamily(Categorical(logits=logits.expand(50_000, 3)),
+                             Independent(Normal(locs.expand(50_000, 3, 2), torch.full((50_000, 3, 2), 0.7)), 1))
+    _, per_dim, rest = elbo_terms(wide, rep(q), decode, torch.zeros(50_000, 2), mixture_kl="sample")
+    sampled = (per_dim.sum(-1) + rest).mean()
+    z = q.sample((400_000,))
+    exact = (q.log_prob(z) - prior.log_prob(z)).mean()
+    _, per_dim_b, rest_b = elbo_terms(prior, q, decode, torch.zeros(1, 2), mixture_kl="bound")
+    assert sampled.item() == pytest.approx(exact.item(), abs=0.02)
+    assert (per_dim_b.sum(-1) + rest_b).item() > exact.item() + 0.3  # the bound charges one of the two
+    sampled.backward()
+    grad = logits.grad[0]
+    assert grad[0] < 0 and grad[1] < 0 and grad[0] == pytest.approx(grad[1].item(), rel=0.1)  # both share q
+    assert grad[2] > 0  # the far component gives its weight up
 
 
 @pytest.mark.parametrize("order", [1, 2, "mixing"])
@@ -142,7 +169,7 @@ def test_decoders_broadcast_one_context_over_several_draws_of_z(decoder, layers)
     output is its layers' on [context, z]: its first layer splits its weight between the two, so a wrong split or
     a mixed-up agent would show."""
     torch.manual_seed(0)
-    model = TrajectoryCVAE(latent_dim=4, decoder=decoder, decoder_layers=layers)
+    model = TrajectoryCVAE(latent_dim=4, decoder=decoder, decoder_layers=layers, social=False)
     if decoder == "mlp":  # its hidden layers and the output layer
         assert sum(isinstance(m, torch.nn.Linear) for m in model.generation_net.modules()) == layers + 1
     context, origin, z = torch.randn(3, model.history_encoder.out_dim), torch.randn(3, 2), torch.randn(5, 3, 4)
@@ -199,7 +226,7 @@ def test_elbo_equals_log_likelihood_minus_posterior_gap(shift, stretch):
 def test_model_reconstruction_term_is_the_decoder_log_likelihood():
     """elbo_terms' rec_nll is -log p(y|x,z) for the z it drew: a decoder mean equal to y scores best."""
     torch.manual_seed(0)
-    model = TrajectoryCVAE(latent_dim=2)
+    model = TrajectoryCVAE(latent_dim=2, social=False, heading_frame=False)
     past = torch.randn(6, 8, 2).cumsum(1)
     context = model.history_encoder(past)
     z = model.prior_net(context).sample()
@@ -266,8 +293,9 @@ def test_mixture_prior_draws_follow_the_mixture_and_train_its_components():
 def test_mixture_prior_model_trains_and_samples_with_its_extra_noise_channel():
     batch = TrajectoryBatch.from_past(torch.randn(6, 8, 2).cumsum(1), torch.randn(6, 12, 2).cumsum(1))
     torch.manual_seed(0)
-    model = TrajectoryCVAE(latent_dim=4, prior_components=3, variety_weight=3.0, variety_samples=5)
-    assert model.noise_dim == 5 and TrajectoryCVAE(latent_dim=4).noise_dim == 4
+    model = TrajectoryCVAE(latent_dim=4, prior_components=3, mixture_kl="bound", variety_weight=3.0,
+                           variety_samples=5)
+    assert model.noise_dim == 5 and TrajectoryCVAE(latent_dim=4, prior_components=1).noise_dim == 4
     loss = model.training_step(batch, 0)
     loss.backward()
     logits_grad = model.prior_net.net[2].weight.grad[:3]

@@ -7,7 +7,7 @@ import torch
 from cvae_traj import TrajectoryCVAE, predict_futures
 from cvae_traj.errors import CheckpointError, InputError
 from cvae_traj.data.tracks import load_recent_tracks, validate_tracks
-from cvae_traj.inference import FrameAgents, current_windows, iter_futures, write_futures
+from cvae_traj.inference import FrameAgents, current_windows, iter_futures, load_model, write_futures
 from cvae_traj.prediction import predict
 from conftest import compose_config
 
@@ -37,7 +37,7 @@ def model() -> TrajectoryCVAE:
 def test_predicts_only_agents_with_full_history_at_last_frame(model):
     torch.manual_seed(0)
     out = predict_futures(model, scene(), num_samples=K)
-    assert list(out.columns) == ["agent_id", "sample", "step", "frame", "x", "y"]
+    assert list(out.columns) == ["agent_id", "sample", "step", "frame", "x", "y", "weight"]
     assert set(out["agent_id"]) == {"a"}
     assert len(out) == K * T_PRED
     assert sorted(out["sample"].unique()) == list(range(K))
@@ -89,7 +89,7 @@ def predict_cfg(tmp_path, model):
 def test_predict_writes_csv_parquet_and_plot(predict_cfg, tmp_path):
     predict(predict_cfg(plot="true"))
     out = pd.read_csv(tmp_path / "out.csv")
-    assert list(out.columns) == ["agent_id", "sample", "step", "frame", "x", "y"] and len(out) == 3 * T_PRED
+    assert list(out.columns) == ["agent_id", "sample", "step", "frame", "x", "y", "weight"] and len(out) == 3 * T_PRED
     assert (tmp_path / "out.png").read_bytes()[:4] == b"\x89PNG"
     predict(predict_cfg(output=tmp_path / "out.parquet"))
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out.parquet")[["agent_id", "step"]],
@@ -132,9 +132,10 @@ def test_bad_checkpoints_and_paths(predict_cfg, tmp_path):
                 "pytorch-lightning_version": "2.6.0"}, tmp_path / "other.ckpt")
     with pytest.raises(CheckpointError, match="does not fit TrajectoryCVAE"):
         predict(predict_cfg(ckpt_path=tmp_path / "other.ckpt"))
-    state = TrajectoryCVAE().state_dict()
+    model = TrajectoryCVAE()
+    state = model.state_dict()
     state["prior_net.net.0.weight"][0, 0] = float("nan")
-    torch.save({"state_dict": state, "hyper_parameters": {}, "pytorch-lightning_version": "2.6.0"},
+    torch.save({"state_dict": state, "hyper_parameters": dict(model.hparams), "pytorch-lightning_version": "2.6.0"},
                tmp_path / "diverged.ckpt")
     with pytest.raises(CheckpointError, match=r"diverged.ckpt: non-finite weights in prior_net.net.0.weight$"):
         predict(predict_cfg(ckpt_path=tmp_path / "diverged.ckpt"))
@@ -200,7 +201,7 @@ def test_streaming_reports_rows_of_every_chunk(tmp_path):
 
 
 def test_a_failing_stream_leaves_the_old_output(tmp_path):
-    chunk = pd.DataFrame({c: [1] for c in ["agent_id", "sample", "step", "frame", "x", "y"]})
+    chunk = pd.DataFrame({c: [1] for c in ["agent_id", "sample", "step", "frame", "x", "y", "weight"]})
 
     def failing():
         yield chunk
@@ -242,3 +243,20 @@ def test_a_frame_batch_equals_looking_neighbours_up_per_window():
         picked = everyone[1::2]  # any subset of the windows, in order
         torch.testing.assert_close(FrameAgents.gather(windows).batch(picked).neighbours,
                                    windows.batch(picked).neighbours, rtol=0, atol=0)
+
+
+def test_a_checkpoint_older_than_the_mixture_prior_loads_as_the_single_gaussian_it_was(tmp_path):
+    """Checkpoints written before prior_components existed hold no such key; the default is now a mixture, so
+    load_model builds them with the one Gaussian they were trained with, and they sample as before."""
+    torch.manual_seed(0)
+    model = TrajectoryCVAE(prior_components=1).eval()
+    hparams = {k: v for k, v in model.hparams.items() if k not in ("prior_components", "mixture_kl")}
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": hparams, "pytorch-lightning_version": "2.6.0"},
+               tmp_path / "old.ckpt")
+    loaded = load_model(tmp_path / "old.ckpt")
+    assert loaded.hparams.prior_components == 1 and loaded.noise_dim == model.hparams.latent_dim
+    past = torch.randn(3, 8, 2).cumsum(1)
+    torch.manual_seed(1)
+    expected = model.sample(past, 4)
+    torch.manual_seed(1)
+    torch.testing.assert_close(loaded.sample(past, 4), expected)

@@ -83,7 +83,7 @@ def test_free_bits_floor_changes_the_loss_not_the_logged_kl():
     losses = {}
     for free_bits in (0.0, 50.0):
         torch.manual_seed(0)
-        model = TrajectoryCVAE(latent_dim=4, free_bits=free_bits)
+        model = TrajectoryCVAE(latent_dim=4, free_bits=free_bits, prior_components=1, kl_anneal_steps=0)
         torch.manual_seed(1)
         terms = model.elbo_terms(batch)
         torch.manual_seed(1)
@@ -98,7 +98,7 @@ def test_free_bits_floor_changes_the_loss_not_the_logged_kl():
 def test_variety_term_is_the_best_of_many_error_of_prior_samples_and_trains_the_prior():
     batch = TrajectoryBatch.from_past(torch.randn(6, 8, 2).cumsum(1), torch.randn(6, 12, 2).cumsum(1))
     torch.manual_seed(0)
-    model = TrajectoryCVAE(latent_dim=4, heading_frame=True, variety_weight=3.0, variety_samples=5)
+    model = TrajectoryCVAE(latent_dim=4, prior_components=1, variety_weight=3.0, variety_samples=5)
     torch.manual_seed(1)
     terms = model.elbo_terms(batch, variety_samples=5)
     # The same draws, redone by hand: the elbo term's z ~ q first, then 5 z ~ p(z|x), decoder means, best ADE.
@@ -135,7 +135,7 @@ def test_variety_noise_scores_draws_from_the_decoder_in_metres(decoder):
     with speed_frame it is still in metres, so scaling the scene by c scales it by c."""
     batch = TrajectoryBatch.from_past(torch.randn(6, 8, 2).cumsum(1), torch.randn(6, 12, 2).cumsum(1))
     torch.manual_seed(0)
-    model = TrajectoryCVAE(latent_dim=4, heading_frame=True, speed_frame=True, decoder=decoder,
+    model = TrajectoryCVAE(latent_dim=4, prior_components=1, speed_frame=True, decoder=decoder,
                            variety_weight=1.0, variety_samples=5, variety_noise=True)
     torch.manual_seed(1)
     terms = model.elbo_terms(batch, variety_samples=5)
