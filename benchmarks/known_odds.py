@@ -119,8 +119,11 @@ def report(cfg: DictConfig) -> str:
                      for b in DISTANCE_BINS]
             lines.append(f"| {world} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
     seconds = [r["train_seconds"] for r in records]
-    lines += ["", f"Hardware: {records[0]['hardware'] if records else '-'}; train {min(seconds, default=0):.0f}-"
-              f"{max(seconds, default=0):.0f} s per run; commits {sorted({r['commit'] for r in records})}."]
+    h = records[0]["hardware"] if records else {}
+    lines += ["", f"Hardware: {h.get('cpu')}, {h.get('cpu_count')} CPUs, torch {h.get('torch')} on "
+              f"{h.get('torch_threads')} threads, one run at a time; train {min(seconds, default=0):.0f}-"
+              f"{max(seconds, default=0):.0f} s per run; code at {', '.join(sorted({str(r['commit']) for r in records}))}"
+              " (+: uncommitted changes beside it)."]
     return "\n".join(lines) + "\n"
 
 

@@ -23,10 +23,11 @@ from hydra import compose
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from cvae_traj.baselines import CALIBRATION_LEVELS, GaussianConstantVelocity
 from cvae_traj.data.eth_ucy import SCENES
 from cvae_traj.data.tracks import read_raw_eth_ucy, validate_tracks
 from cvae_traj.errors import CvaeTrajError, InputError
-from cvae_traj.evaluation import evaluate_best_of_k, evaluate_likelihood
+from cvae_traj.evaluation import evaluate_best_of_k, evaluate_likelihood, evaluate_samples
 from cvae_traj.inference import load_model, predict_futures
 from cvae_traj.io import atomic_path, write_json
 from cvae_traj.plotting import plot_reliability, save_figure
@@ -68,6 +69,7 @@ def run_benchmark(cfg: DictConfig) -> dict:
         metrics["likelihood_seconds"] = round(time.perf_counter() - start, 2)
         if cfg.clustered.cluster_from:
             metrics["clustered"] = clustered_on_test(train_cfg, best, cfg.clustered.cluster_from, seed)
+        metrics["naive"] = naive_on_test(train_cfg, cfg.likelihood, seed)
         if variant == cfg.speed_variant and seed == cfg.ship_seed and cfg.checkpoints_dir:
             ship_checkpoint(best, Path(cfg.checkpoints_dir) / f"{scene}.ckpt")
         commit = git_commit(outputs=(str(cfg.output_dir), str(cfg.checkpoints_dir or cfg.output_dir)))
@@ -76,6 +78,8 @@ def run_benchmark(cfg: DictConfig) -> dict:
                    run_record_path(out_dir, variant, scene, seed))
     if cfg.clustered.fill:
         fill_clustered(cfg)
+    if cfg.naive_fill:
+        fill_naive(cfg)
     if not cfg.tabulate:
         return {}
     results = collect(cfg)
@@ -123,7 +127,7 @@ def worker_commands(cfg: DictConfig, jobs: list[tuple[str, int, str]]) -> list[l
 
 
 _WORKER_KEYS = {"variants", "seeds", "scenes", "fresh", "tabulate", "workers", "runs_at_once", "report_only",
-                "clustered.fill"}
+                "clustered.fill", "naive_fill"}
 
 
 def run_in_workers(cfg: DictConfig, jobs: list[tuple[str, int, str]]) -> None:
@@ -157,6 +161,39 @@ def likelihood_on_test(train_cfg: DictConfig, ckpt: Path, settings: DictConfig, 
     return evaluate_likelihood(load_model(ckpt), datamodule, "test", num_importance=settings.num_importance,
                                kde_samples=settings.kde_samples, calibration_samples=settings.calibration_samples,
                                calibration_levels=tuple(settings.calibration_levels), seed=seed)
+
+
+def naive_on_test(train_cfg: DictConfig, settings: DictConfig, seed: int) -> dict:
+    """The calibrated naive baseline (baselines.GaussianConstantVelocity: spread fitted on the fold's training
+    windows, scaled on its validation windows) scored on the run's test windows as the model's draws are."""
+    datamodule = instantiate(train_cfg.data)
+    baseline = GaussianConstantVelocity.fit(datamodule.windows("train"), datamodule.windows("val"))
+    metrics = evaluate_samples(baseline, datamodule.windows("test"), kde_samples=settings.kde_samples,
+                               calibration_samples=settings.calibration_samples,
+                               calibration_levels=tuple(settings.calibration_levels), seed=seed)
+    return metrics | {"sigma": baseline.sigma.tolist(), "factor": baseline.factor}
+
+
+def fill_naive(cfg: DictConfig) -> None:
+    """Add the calibrated naive baseline to the configured runs' records that lack it (it needs no checkpoint)."""
+    for variant, seed, scene in itertools.product(cfg.variants, cfg.seeds, cfg.scenes):
+        path = run_record_path(Path(cfg.output_dir), variant, scene, seed)
+        record = json.loads(path.read_text()) if path.is_file() else None
+        if record is None or "naive" in record:
+            continue
+        log.info("naive baseline for %s / %s / seed %d", variant, scene, seed)
+        train_cfg = compose(config_name="train", overrides=record["overrides"])
+        record["naive"] = naive_on_test(train_cfg, cfg.likelihood, seed) | {"commit": git_commit(
+            outputs=(str(cfg.output_dir), str(cfg.checkpoints_dir or cfg.output_dir)))}
+        write_json(record, path)
+
+
+def calibration_error(likelihood: dict) -> float | None:
+    """Mean over CALIBRATION_LEVELS of |coverage - level| from a record's coverage_<level> (None if any is missing)."""
+    keys = [f"coverage_{round(100 * a)}" for a in CALIBRATION_LEVELS]
+    if not all(k in likelihood for k in keys):
+        return None
+    return float(np.mean([abs(likelihood[k] - a) for k, a in zip(keys, CALIBRATION_LEVELS)]))
 
 
 def clustered_on_test(train_cfg: DictConfig, ckpt: Path, cluster_from: int, seed: int) -> dict:
@@ -284,6 +321,15 @@ def summarise_scene(runs: list[dict]) -> dict:
         for name in LIKELIHOOD:
             values = [r["likelihood"][name] for r in runs]
             summary[name] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": values}
+        errors = [calibration_error(r["likelihood"]) for r in runs]
+        if None not in errors:
+            summary["calibration_error"] = {"mean": float(np.mean(errors)), "std": float(np.std(errors)),
+                                            "values": errors}
+    if all("naive" in r for r in runs):
+        for name in ("kde_nll", "calibration_error"):
+            values = [r["naive"][name] for r in runs]
+            summary[f"naive_{name}"] = {"mean": float(np.mean(values)), "std": float(np.std(values)),
+                                        "values": values}
     return summary
 
 
@@ -291,6 +337,8 @@ def scene_average(rows: dict) -> dict:
     """The mean of the scene numbers (not pooled over windows), and its spread over seeds."""
     average = {}
     names = METRICS + (LIKELIHOOD if all(LIKELIHOOD[0] in row for row in rows.values()) else ())
+    names += tuple(n for n in ("calibration_error", "naive_kde_nll", "naive_calibration_error")
+                   if all(n in row for row in rows.values()))
     for name in names:
         per_seed = np.mean([rows[s][name]["values"] for s in rows], axis=0)  # (seeds,)
         average[name] = {"mean": float(per_seed.mean()), "std": float(per_seed.std())}
@@ -418,15 +466,21 @@ def likelihood_table(results: dict) -> list[str]:
                  "defines it (2000 samples, nats per step), beside Trajectron++'s published value; the importance-"
                  "weighted bound (IWAE, 100 samples from q) and the ELBO as NLL in nats per agent (12 steps); "
                  "most-likely ADE/FDE (z at the prior mean, decoder mean); how often the true final position lies "
-                 "in the 50% and 90% highest-density regions of 200 samples (calibrated: 0.50 and 0.90).", "",
+                 "in the 50% and 90% highest-density regions of the samples (calibrated: 0.50 and 0.90); the "
+                 "calibration error, the mean over the levels 0.1 ... 0.9 of |coverage - level| (0: calibrated); "
+                 "and, on the same windows, the KDE NLL and calibration error of the calibrated naive baseline "
+                 "(constant velocity with per-step Gaussian noise fitted on the fold's training split, its scale "
+                 "chosen on validation: cvae_traj.baselines).", "",
              "| variant | scene | KDE NLL | T++ KDE NLL | IWAE NLL | IWAE NLL / step | ELBO NLL | ML ADE | ML FDE | "
-             "cover 50% | cover 90% | eval s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "cover 50% | cover 90% | calib. error | naive KDE NLL | naive calib. error | eval s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for variant, scene, row in rows:
         lines.append(f"| {variant} | {scene} | {_pm(row['kde_nll'])} | {TRAJECTRON_KDE_NLL[scene]:.2f} | "
                      f"{_pm(row['nll_iwae'], 2)} | {_pm(row['nll_iwae_per_step'])} | {_pm(row['nll_elbo'], 2)} | "
                      f"{_pm(row['ml_ade'])} | {_pm(row['ml_fde'])} | {_pm(row['coverage_50'], 2)} | "
-                     f"{_pm(row['coverage_90'], 2)} | {row['likelihood_seconds']:.0f} |")
+                     f"{_pm(row['coverage_90'], 2)} | {_pm_or_dash(row, 'calibration_error')} | "
+                     f"{_pm_or_dash(row, 'naive_kde_nll')} | {_pm_or_dash(row, 'naive_calibration_error')} | "
+                     f"{row['likelihood_seconds']:.0f} |")
     for variant, v in results["variants"].items():
         a = v["average"]
         if a is not None and "kde_nll" in a:
@@ -434,7 +488,8 @@ def likelihood_table(results: dict) -> list[str]:
             lines.append(f"| **{variant}** | **average** | **{_pm(a['kde_nll'])}** | {reference:.2f} | "
                          f"{_pm(a['nll_iwae'], 2)} | {_pm(a['nll_iwae_per_step'])} | {_pm(a['nll_elbo'], 2)} | "
                          f"{_pm(a['ml_ade'])} | {_pm(a['ml_fde'])} | {_pm(a['coverage_50'], 2)} | "
-                         f"{_pm(a['coverage_90'], 2)} | |")
+                         f"{_pm(a['coverage_90'], 2)} | {_pm_or_dash(a, 'calibration_error')} | "
+                         f"{_pm_or_dash(a, 'naive_kde_nll')} | {_pm_or_dash(a, 'naive_calibration_error')} | |")
     return lines
 
 
@@ -490,3 +545,8 @@ def clustered_table(results: dict) -> list[str]:
 def _pm(stat: dict, digits: int = 3) -> str:
     return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
 
+
+
+def _pm_or_dash(row: dict, name: str, digits: int = 2) -> str:
+    """_pm of row[name], or a dash where the runs did not record it."""
+    return _pm(row[name], digits) if name in row else "-"

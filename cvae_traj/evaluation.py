@@ -12,7 +12,9 @@ import time
 import numpy as np
 import torch
 
+from cvae_traj.baselines import CALIBRATION_LEVELS
 from cvae_traj.data.datamodule import Split, TrackDataModule
+from cvae_traj.data.windows import Windows
 from cvae_traj.metrics import hdr_coverage, kde_nll, min_ade, min_fde
 from cvae_traj.system import TrajectoryCVAE
 
@@ -25,16 +27,13 @@ def evaluate_likelihood(
     num_importance: int = 100,
     kde_samples: int = 2000,
     num_samples: int = 20,
-    calibration_samples: int = 200,
-    calibration_levels: tuple[float, ...] = (0.5, 0.9),
+    calibration_samples: int = 500,
+    calibration_levels: tuple[float, ...] = CALIBRATION_LEVELS,
     batch_size: int = 256,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Mean metrics over a split; `kde_samples=0` skips KDE NLL, the costliest one.
-
-    coverage_<level> is how often the true final position lies in the model's highest-density region
-    holding that fraction of its samples (a calibrated model: coverage_50 = 0.5, coverage_90 = 0.9).
-    """
+    """Mean metrics over a split: the model's bounds and most-likely path here, and evaluate_samples of its
+    faithful draws (KDE NLL, calibration, best-of-K). `kde_samples=0` skips KDE NLL, the costliest one."""
     model.eval()
     torch.manual_seed(seed)
     windows = datamodule.windows(split)
@@ -44,27 +43,61 @@ def evaluate_likelihood(
     for lo in range(0, len(windows), batch_size):
         batch = windows.batch(np.arange(lo, min(lo + batch_size, len(windows)))).to(device)
         terms = model.elbo_terms(batch)
-        nelbo = terms["rec_nll"] + terms["kl_per_dim"].sum(-1)
+        nelbo = terms["rec_nll"] + terms["kl_per_dim"].sum(-1) + terms["kl_rest"]  # as validation logs it
         iwae = model.importance_nll(batch, num_importance)
-        best = model.sample(batch, num_samples=num_samples)
         likely = model.most_likely(batch).unsqueeze(1)
         values = {
             "nll_elbo": nelbo, "nll_iwae": iwae,
             "nll_elbo_per_step": nelbo / pred_len, "nll_iwae_per_step": iwae / pred_len,
-            f"min_ade_{num_samples}": min_ade(best, batch.future), f"min_fde_{num_samples}": min_fde(best, batch.future),
             "ml_ade": min_ade(likely, batch.future), "ml_fde": min_fde(likely, batch.future),
         }
+        for name, value in values.items():
+            sums[name] = sums.get(name, 0.0) + value.sum().item()
+    metrics = {name: total / len(windows) for name, total in sums.items()}
+    metrics.update(evaluate_samples(model, windows, num_samples=num_samples, kde_samples=kde_samples,
+                                    calibration_samples=calibration_samples, calibration_levels=calibration_levels,
+                                    batch_size=batch_size, seed=seed, device=device))
+    metrics.update(num_importance=num_importance)
+    return metrics
+
+
+@torch.no_grad()
+def evaluate_samples(
+    sampler,
+    windows: Windows,
+    num_samples: int = 20,
+    kde_samples: int = 2000,
+    calibration_samples: int = 500,
+    calibration_levels: tuple[float, ...] = CALIBRATION_LEVELS,
+    batch_size: int = 256,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """What any sampler's draws score on a set of windows (`sampler.sample(batch, K)` -> (B, K, T, 2)): best of
+    `num_samples`, KDE NLL of `kde_samples` draws (0: skipped), and the calibration of `calibration_samples`
+    draws' final positions: coverage_<level>, how often the truth lies in the highest-density region holding
+    that share of the draws, and calibration_error, the mean over the levels of |coverage - level|."""
+    torch.manual_seed(seed)
+    sums: dict[str, float] = {}
+    for lo in range(0, len(windows), batch_size):
+        batch = windows.batch(np.arange(lo, min(lo + batch_size, len(windows)))).to(device)
+        best = sampler.sample(batch, num_samples)
+        values = {f"min_ade_{num_samples}": min_ade(best, batch.future),
+                  f"min_fde_{num_samples}": min_fde(best, batch.future)}
         if kde_samples:
-            values["kde_nll"] = kde_nll(model.sample(batch, num_samples=kde_samples), batch.future)
+            values["kde_nll"] = kde_nll(sampler.sample(batch, kde_samples), batch.future)
         if calibration_samples:
-            finals = model.sample(batch, num_samples=calibration_samples)[:, :, -1]  # (B, K, 2)
+            finals = sampler.sample(batch, calibration_samples)[:, :, -1]  # (B, K, 2)
             inside = hdr_coverage(finals, batch.future[:, -1], calibration_levels)  # (B, L)
             values.update({f"coverage_{round(100 * a)}": inside[:, i].float()
                            for i, a in enumerate(calibration_levels)})
         for name, value in values.items():
             sums[name] = sums.get(name, 0.0) + value.sum().item()
     metrics = {name: total / len(windows) for name, total in sums.items()}
-    metrics.update(windows=len(windows), num_importance=num_importance, kde_samples=kde_samples)
+    if calibration_samples:
+        metrics["calibration_error"] = float(np.mean([abs(metrics[f"coverage_{round(100 * a)}"] - a)
+                                                      for a in calibration_levels]))
+    metrics.update(windows=len(windows), kde_samples=kde_samples, calibration_samples=calibration_samples)
     return metrics
 
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 from scipy.stats import gaussian_kde
 
+from cvae_traj.batch import TrajectoryBatch
 from cvae_traj.metrics import constant_velocity, hdr_coverage, kde_nll, min_ade, min_fde
 
 
@@ -60,3 +61,63 @@ def test_hdr_coverage_of_a_calibrated_sampler_matches_its_levels():
     # An overconfident sampler (too narrow) covers the truth far less often than it claims.
     narrow = hdr_coverage(samples * 0.3, truth.sample((2000,)), levels=(0.5, 0.9)).float().mean(0)
     assert (narrow < torch.tensor([0.3, 0.6])).all()
+
+
+class _Windows:
+    """Just what GaussianConstantVelocity.fit and evaluate_samples read of a Windows."""
+
+    def __init__(self, past: torch.Tensor, future: torch.Tensor) -> None:
+        self.past, self.future = past.numpy(), future.numpy()
+
+    def __len__(self) -> int:
+        return len(self.past)
+
+    def batch(self, indices):
+        return TrajectoryBatch.from_past(torch.from_numpy(self.past[indices]), torch.from_numpy(self.future[indices]))
+
+
+def cv_plus_noise(n: int, sigma: torch.Tensor, seed: int) -> _Windows:
+    """Walkers whose futures are constant velocity plus independent N(0, sigma_t^2) per axis and step."""
+    g = torch.Generator().manual_seed(seed)
+    velocity = torch.randn(n, 1, 2, generator=g)
+    past = velocity * torch.arange(8).view(1, 8, 1)
+    future = constant_velocity(past, 12) + sigma.view(1, 12, 1) * torch.randn(n, 12, 2, generator=g)
+    return _Windows(past, future)
+
+
+def test_calibrated_naive_baseline_fits_the_spread_and_is_calibrated_where_it_is_true():
+    from cvae_traj.baselines import GaussianConstantVelocity
+    from cvae_traj.evaluation import evaluate_samples
+
+    sigma = torch.linspace(0.05, 0.6, 12)
+    baseline = GaussianConstantVelocity.fit(cv_plus_noise(4000, sigma, 0), cv_plus_noise(1500, sigma, 1))
+    torch.testing.assert_close(baseline.sigma, sigma, atol=0.02, rtol=0.05)
+    assert baseline.factor == pytest.approx(1.0, abs=0.2)
+    test = cv_plus_noise(1500, sigma, 2)
+    metrics = evaluate_samples(baseline, test, kde_samples=0, calibration_samples=200)
+    assert metrics["calibration_error"] < 0.03 and metrics["coverage_50"] == pytest.approx(0.5, abs=0.05)
+    # Too narrow a spread misses the truth more often than its levels say: a calibration error a test can see.
+    narrow = evaluate_samples(baseline.with_factor(0.4), test, kde_samples=0, calibration_samples=200)
+    assert narrow["calibration_error"] > 0.2 and narrow["coverage_50"] < 0.2
+
+
+def test_evaluate_likelihood_elbo_counts_the_mixture_kl_that_no_dimension_owns():
+    """The negative ELBO evaluate_likelihood reports is the one validation logs: with a mixture prior its KL
+    has a part (-log of the chosen weight, with the closed-form bound) outside kl_per_dim."""
+    import lightning as L
+
+    from cvae_traj import SyntheticDataModule, TrajectoryCVAE
+    from cvae_traj.evaluation import evaluate_likelihood
+
+    L.seed_everything(0)
+    model = TrajectoryCVAE(prior_components=3, mixture_kl="bound").eval()
+    dm = SyntheticDataModule(num_test_agents=10)
+    batch = dm.windows("test").batch(np.arange(len(dm.windows("test"))))
+    metrics = evaluate_likelihood(model, dm, "test", num_importance=2, kde_samples=0, calibration_samples=0,
+                                  batch_size=len(batch), seed=3)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        terms = model.elbo_terms(batch)
+    assert terms["kl_rest"].gt(0).all()
+    expected = (terms["rec_nll"] + terms["kl_per_dim"].sum(-1) + terms["kl_rest"]).mean().item()
+    assert metrics["nll_elbo"] == pytest.approx(expected, rel=1e-5)
