@@ -70,6 +70,8 @@ def run_benchmark(cfg: DictConfig) -> dict:
         if cfg.clustered.cluster_from:
             metrics["clustered"] = clustered_on_test(train_cfg, best, cfg.clustered.cluster_from, seed)
         metrics["naive"] = naive_on_test(train_cfg, cfg.likelihood, seed)
+        if cfg.passes:
+            metrics["passes"] = passes_on_test(train_cfg, best, cfg.passes, cfg.clustered.cluster_from)
         if variant == cfg.speed_variant and seed == cfg.ship_seed and cfg.checkpoints_dir:
             ship_checkpoint(best, Path(cfg.checkpoints_dir) / f"{scene}.ckpt")
         commit = git_commit(outputs=(str(cfg.output_dir), str(cfg.checkpoints_dir or cfg.output_dir)))
@@ -172,6 +174,46 @@ def naive_on_test(train_cfg: DictConfig, settings: DictConfig, seed: int) -> dic
                                calibration_samples=settings.calibration_samples,
                                calibration_levels=tuple(settings.calibration_levels), seed=seed)
     return metrics | {"sigma": baseline.sigma.tolist(), "factor": baseline.factor}
+
+
+def passes_on_test(train_cfg: DictConfig, ckpt: Path, passes: int, cluster_from: int | None) -> dict:
+    """Best-of-20 on the run's test windows over `passes` sampling passes (seeds 0 .. passes - 1), of faithful
+    draws and of representatives of `cluster_from` draws: best-of-K is itself random (PROTOCOL.md)."""
+    model, datamodule = load_model(ckpt), instantiate(train_cfg.data)
+    out = {}
+    for kind, m in (("faithful", None), ("representatives", cluster_from)):
+        if kind == "representatives" and not m:
+            continue
+        runs = [evaluate_best_of_k(model, datamodule, "test", cluster_from=m, seed=p) for p in range(passes)]
+        out[kind] = {k: [r[k] for r in runs] for k in ("min_ade_20", "min_fde_20")} | {"cluster_from": m}
+    return out
+
+
+def passes_table(results: dict) -> list[str]:
+    """Markdown lines: best-of-20 mean ± std over sampling passes (each seed's passes, then the seeds' mean)."""
+    rows = []
+    for variant, v in results["variants"].items():
+        for scene, row in v["scenes"].items():
+            runs = [r for r in row["runs"] if "passes" in r]
+            if runs:
+                rows.append((variant, scene, runs))
+    if not rows:
+        return []
+    lines = ["", "Best-of-20 over sampling passes (test, metres): for each run the mean ± std over its passes, then "
+                 "averaged over the runs (seeds) that have them; faithful = 20 independent draws, representatives = "
+                 "20 of the clustered draws with weights.", "",
+             "| variant | scene | seeds | passes | faithful minADE_20 | faithful minFDE_20 | representatives minADE_20 "
+             "| representatives minFDE_20 |", "|---|---|---|---|---|---|---|---|"]
+    for variant, scene, runs in rows:
+        cells = []
+        for kind in ("faithful", "representatives"):
+            for k in ("min_ade_20", "min_fde_20"):
+                values = [r["passes"][kind][k] for r in runs if kind in r["passes"]]
+                cells.append(f"{np.mean([np.mean(v) for v in values]):.3f} ± {np.mean([np.std(v) for v in values]):.3f}"
+                             if values else "-")
+        lines.append(f"| {variant} | {scene} | {[r['seed'] for r in runs]} | {len(runs[0]['passes']['faithful']['min_ade_20'])} "
+                     f"| " + " | ".join(cells) + " |")
+    return lines
 
 
 def fill_naive(cfg: DictConfig) -> None:
@@ -358,8 +400,10 @@ def clustered_average(rows: dict, scenes: int) -> dict | None:
     return average
 
 
-def sampling_speed(ckpt: Path, root: Path, scene: str = "univ", repeats: int = 1) -> dict:
-    """Milliseconds per agent for 20 futures through predict_futures, at every frame of a scene's test set."""
+def sampling_speed(ckpt: Path, root: Path, scene: str = "univ", repeats: int = 1, cluster_from: int | None = None
+                   ) -> dict:
+    """Milliseconds per agent for 20 futures through predict_futures, at every frame of a scene's test set
+    (faithful draws, or with cluster_from=M 20 representatives of M draws)."""
     model = load_model(ckpt)
     tables = [validate_tracks(read_raw_eth_ucy(root / f"all_data/{r}.txt"), source=r, frame_step=10)
               for r in SCENES[scene]]
@@ -369,13 +413,14 @@ def sampling_speed(ckpt: Path, root: Path, scene: str = "univ", repeats: int = 1
         for table in tables:
             for step in np.unique(table.step):
                 try:
-                    futures = predict_futures(model, table, num_samples=20, at_frame=table.frames(step))
+                    futures = predict_futures(model, table, num_samples=20, at_frame=table.frames(step),
+                                              cluster_from=cluster_from)
                 except InputError:  # no agent with a full history at this frame
                     continue
                 agents += futures["agent_id"].nunique()
         best = min(best, time.perf_counter() - start)
     return {"ms_per_agent": 1000 * best / agents, "agents": agents, "seconds": best, "scene": scene,
-            "threads": torch.get_num_threads(), "checkpoint": str(ckpt)}
+            "threads": torch.get_num_threads(), "checkpoint": str(ckpt), "cluster_from": cluster_from}
 
 
 def ship_checkpoint(source: Path, dest: Path) -> None:
@@ -434,6 +479,7 @@ def markdown_table(results: dict) -> str:
                          f"**{_pm(a['min_fde_20'])}** | {a['cv_ade']['mean']:.3f} | {a['cv_fde']['mean']:.3f} | | | |")
     lines += likelihood_table(results)
     lines += clustered_table(results)
+    lines += passes_table(results)
     lines += validation_table(results)
     lines += ["", "Variants (overrides on top of the benchmark's training config):", ""]
     lines += [f"- `{name}`: {' '.join(v['overrides']) or '(none)'}" for name, v in results["variants"].items()]

@@ -48,7 +48,7 @@ def synthetic_run(tmp_path_factory) -> tuple[TrajectoryCVAE, SyntheticDataModule
     L.seed_everything(0)
     datamodule = SyntheticDataModule(num_train_agents=800, num_val_agents=100, num_test_agents=100)
     model = TrajectoryCVAE()
-    trainer = L.Trainer(max_epochs=12, accelerator="cpu", logger=False, enable_checkpointing=False,
+    trainer = L.Trainer(max_epochs=20, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(model, datamodule=datamodule)
     ckpt = tmp_path_factory.mktemp("synthetic") / "model.ckpt"

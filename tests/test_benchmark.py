@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -78,6 +79,15 @@ def test_benchmark_smoke_on_one_fold(tmp_path, eth_ucy_root, monkeypatch):
     assert results["variants"]["full"]["average"]["kde_nll"]["mean"] == row["kde_nll"]["mean"]
     assert (tmp_path / "results" / "reliability.png").stat().st_size > 0
 
+    # The calibrated naive baseline on the same windows, scored from its draws as the model is.
+    assert run["naive"]["windows"] == 2356 and run["naive"]["calibration_samples"] == 40
+    assert row["naive_kde_nll"]["values"] == [run["naive"]["kde_nll"]] and 0 < run["naive"]["factor"]
+    assert row["naive_calibration_error"]["values"] == [run["naive"]["calibration_error"]]
+    # Best-of-20 is random: five passes each of faithful draws and of representatives, with their spread.
+    passes = run["passes"]
+    assert len(passes["faithful"]["min_ade_20"]) == 5 and len(set(passes["faithful"]["min_ade_20"])) == 5
+    assert passes["representatives"]["cluster_from"] == 40
+
     # The labelled clustering variant, on the same test windows, beside the same run's independent draws.
     clustered = row["clustered"]
     assert run["clustered"]["windows"] == 2356 and run["clustered"]["cluster_from"] == 40
@@ -89,6 +99,8 @@ def test_benchmark_smoke_on_one_fold(tmp_path, eth_ucy_root, monkeypatch):
     assert "| full | zara1 | 2356 | 1 |" in table and "CV ADE" in table and "Seeds: [0]" in table
     assert f"| full | zara1 | [0] | {clustered['min_ade_20']['mean']:.3f} ± 0.000 |" in table
     assert "representatives of 40 draws" in table and "Not the headline" in table
+    mean_ade = np.mean(passes["faithful"]["min_ade_20"])
+    assert f"| full | zara1 | [0] | 5 | {mean_ade:.3f} ± {np.std(passes['faithful']['min_ade_20']):.3f} |" in table
     assert f"| no_social | 1 | {versus['min_ade_20']['variant']:.4f} | {run['val']['val/min_ade_20']:.4f} |" in table
     assert f"{threads} torch thread(s) per training run, 2 run(s) at a time" in table
     assert json.loads((tmp_path / "results" / "eth_ucy.json").read_text())["variants"]["full"]["complete"]

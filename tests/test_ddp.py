@@ -37,8 +37,10 @@ def test_two_cpu_processes_aggregate_metrics_over_every_window_once(tmp_path):
         batch = windows.batch(np.arange(len(windows)))
         cv = constant_velocity(batch.past, 12).unsqueeze(1)
         likely = model.most_likely(batch).unsqueeze(1)
-        # Deterministic metrics of the selected checkpoint, recomputed here over all windows in one process.
+        # Deterministic metrics of the selected checkpoint, recomputed here over all windows in one process (to
+        # float rounding: the social attention sums over neighbours padded to each batch's width, and the shards'
+        # batches differ from this one; a window counted twice or left out moves a mean by about 1%).
         expected = {"cv_ade": min_ade(cv, batch.future), "cv_fde": min_fde(cv, batch.future),
                     "ml_ade": min_ade(likely, batch.future), "ml_fde": min_fde(likely, batch.future)}
         for name, values in expected.items():
-            assert metrics[split][f"{split}/{name}"] == pytest.approx(values.mean().item(), rel=2e-6), (split, name)
+            assert metrics[split][f"{split}/{name}"] == pytest.approx(values.mean().item(), rel=1e-5), (split, name)

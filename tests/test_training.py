@@ -1,4 +1,4 @@
-"""A short real training run on the junction data: multi-modal samples, better than constant velocity."""
+"""A short real training run on the junction data: draws with the exits' odds, better than constant velocity."""
 import lightning as L
 import numpy as np
 import pytest
@@ -7,13 +7,10 @@ import torch
 from cvae_traj import SyntheticDataModule, TrajectoryBatch, TrajectoryCVAE, load_model
 from cvae_traj.metrics import constant_velocity, min_ade, min_fde
 
-SPEED_PER_STEP = 1.3 * 0.4
-
-
-def junction_past(last_y: float = -0.3) -> torch.Tensor:
-    """One walker heading north along x = 0, about to reach the junction at the origin."""
-    y = last_y - SPEED_PER_STEP * torch.arange(7, -1, -1, dtype=torch.float32)
-    return torch.stack([torch.zeros(8), y], dim=-1).unsqueeze(0)  # (1, 8, 2)
+# What the fixture's 20-epoch run on 800 agents reaches, with room: measured 0.058 pooled, 0.079 per window (200
+# draws: 0.038 by chance alone). Drawing the exits evenly scores 0.167 pooled, the old default 0.29.
+TV_POOLED_MAX = 0.1
+TV_PER_WINDOW_MAX = 0.15
 
 
 def test_sample_shapes_differ_and_repeat_with_seed():
@@ -36,15 +33,18 @@ def test_sample_rejects_wrong_history_length():
         model.sample(torch.zeros(2, 5, 2))
 
 
-def test_prior_samples_reach_every_branch(synthetic_run):
-    model, _, _ = synthetic_run
-    torch.manual_seed(0)
-    final = model.sample(junction_past(), num_samples=200)[0, :, -1]  # (K, 2)
-    left = (final[:, 0] < -1.0).float().mean().item()
-    right = (final[:, 0] > 1.0).float().mean().item()
-    straight = ((final[:, 0].abs() < 0.6) & (final[:, 1] > 3.0)).float().mean().item()
-    # True branch probabilities are 0.3 / 0.4 / 0.3; each must get a real share of the samples.
-    assert min(left, straight, right) > 0.1, (left, straight, right)
+def test_the_default_recipe_draws_each_exit_about_as_often_as_it_is_taken(synthetic_run):
+    """Faithful draws: after a short training on the junction (odds 0.5 / 0.3 / 0.2), the share of draws that
+    take each exit is near its odds. A model that collapses on the likeliest exit, or spreads its draws evenly
+    (best-of-many training, mirroring), is far off."""
+    from cvae_traj.odds import evaluate_odds
+
+    model, datamodule, _ = synthetic_run
+    report = evaluate_odds(model, datamodule, "val", draws=200, representatives=10, representative_draws=100)
+    summary = report.summary()
+    assert summary["tv_pooled"] < TV_POOLED_MAX, summary
+    assert summary["tv"] < TV_PER_WINDOW_MAX and summary["coverage"] > 0.9, summary
+    assert summary["tv_representatives"] < TV_PER_WINDOW_MAX + 0.02, summary
 
 
 def test_best_of_20_beats_constant_velocity(synthetic_run):
