@@ -4,9 +4,9 @@ Best-of-K has its constant-velocity baseline; a model's likelihood and calibrati
 how unsure it is. This one predicts the last observed velocity carried on (metrics.constant_velocity), with
 isotropic Gaussian noise of a standard deviation per future step: fitted on the training windows (the root
 mean square of constant velocity's error per axis at that step), then scaled by the one factor, from a grid,
-whose final positions are best calibrated on the validation windows (PROTOCOL.md). At test time it is scored
-from its draws, exactly as a model is (evaluation.evaluate_samples). Nothing of the test split
-is used. A model that cannot beat it on calibration or KDE NLL has learned no useful uncertainty.
+whose final positions are best calibrated on the validation windows (PROTOCOL.md); nothing of the test
+split is used. At test time it is scored from its draws, exactly as a model is (evaluation.evaluate_samples).
+A model that cannot beat it on calibration or KDE NLL has learned no useful uncertainty.
 """
 from __future__ import annotations
 

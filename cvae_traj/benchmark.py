@@ -209,10 +209,10 @@ def passes_table(results: dict) -> list[str]:
         for kind in ("faithful", "representatives"):
             for k in ("min_ade_20", "min_fde_20"):
                 values = [r["passes"][kind][k] for r in runs if kind in r["passes"]]
-                cells.append(f"{np.mean([np.mean(v) for v in values]):.3f} ± {np.mean([np.std(v) for v in values]):.3f}"
-                             if values else "-")
-        lines.append(f"| {variant} | {scene} | {[r['seed'] for r in runs]} | {len(runs[0]['passes']['faithful']['min_ade_20'])} "
-                     f"| " + " | ".join(cells) + " |")
+                mean, spread = np.mean([np.mean(v) for v in values]), np.mean([np.std(v) for v in values])
+                cells.append(f"{mean:.3f} ± {spread:.3f}" if values else "-")
+        passes = len(runs[0]["passes"]["faithful"]["min_ade_20"])
+        lines.append(f"| {variant} | {scene} | {[r['seed'] for r in runs]} | {passes} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -590,7 +590,6 @@ def clustered_table(results: dict) -> list[str]:
 
 def _pm(stat: dict, digits: int = 3) -> str:
     return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
-
 
 
 def _pm_or_dash(row: dict, name: str, digits: int = 2) -> str:

@@ -52,7 +52,10 @@ def test_sampled_mixture_kl_is_unbiased_and_teaches_every_component_its_share():
     logits = torch.zeros(1, 3, requires_grad=True)
     prior = MixtureSameFamily(Categorical(logits=logits), Independent(Normal(locs, torch.full((1, 3, 2), 0.7)), 1))
     decode = lambda z: Independent(Normal(z, 1.0), 1)  # noqa: E731
-    rep = lambda d: Independent(Normal(d.base_dist.loc.expand(50_000, 2), d.base_dist.scale.expand(50_000, 2)), 1)  # noqa: E731
+
+    def rep(d):  # the same q for 50,000 rows: one draw each, averaged
+        return Independent(Normal(d.base_dist.loc.expand(50_000, 2), d.base_dist.scale.expand(50_000, 2)), 1)
+
     wide = MixtureSameFamily(Categorical(logits=logits.expand(50_000, 3)),
                              Independent(Normal(locs.expand(50_000, 3, 2), torch.full((50_000, 3, 2), 0.7)), 1))
     _, per_dim, rest = elbo_terms(wide, rep(q), decode, torch.zeros(50_000, 2), mixture_kl="sample")

@@ -24,7 +24,8 @@ def test_decision_windows_take_each_mode_as_often_as_their_odds_say(world, branc
     se = np.sqrt(d.probs.mean(0) * (1 - d.probs.mean(0)) / 4000 * len(d) / len(np.unique(d.index)))
     assert np.all(np.abs(taken.mean(0) - d.probs.mean(0)) < 4 * se + 0.01)
     if world == "speed_odds":  # the odds follow the speed: the slowest third turns left far more than the fastest
-        slow, fast = d.probs[:, 1] < np.quantile(d.probs[:, 1], 1 / 3), d.probs[:, 1] > np.quantile(d.probs[:, 1], 2 / 3)
+        straight = d.probs[:, 1]
+        slow, fast = straight < np.quantile(straight, 1 / 3), straight > np.quantile(straight, 2 / 3)
         assert taken[slow, 0].mean() > taken[fast, 0].mean() + 0.2
 
 

@@ -100,6 +100,10 @@ def test_predict_writes_clustered_futures(predict_cfg, tmp_path):
     predict(predict_cfg(cluster_from=30))
     out = pd.read_csv(tmp_path / "out.csv")
     assert sorted(out["sample"].unique()) == [0, 1, 2] and len(out) == 3 * T_PRED
+    # Each representative's weight is its cluster's share of the 30 draws, the same at every step.
+    per_future = out.groupby("sample")["weight"]
+    assert (per_future.nunique() == 1).all() and per_future.first().sum() == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(per_future.first() * 30, (per_future.first() * 30).round(), atol=1e-4)
     with pytest.raises(InputError, match=r"cluster_from \(2\) must be at least num_samples \(3\)"):
         predict(predict_cfg(cluster_from=2, output=tmp_path / "other.csv"))
     assert not (tmp_path / "other.csv").exists()

@@ -111,11 +111,12 @@ def generate_world(
 
     stop_go agents who stop wait at the line for 14 to 20 steps (longer than a 12-step forecast), then walk
     on; every stop_go track is that much longer, whatever its mode, so that a window is as likely to exist
-    under either mode and the odds of a window's mode are the agent's. A post stands at POST beside the decision point in every frame,
-    so that a model that looks at the other agents can tell how far ahead the decision lies (a translation-
-    invariant model sees nothing else that says so). It is written as a run of agents of `post_track_len`
-    steps each (mode "post", ids from num_agents on), one short of a window, so it is a neighbour but never a
-    window to forecast (None: no post).
+    under either mode and the odds of a window's mode are the agent's.
+
+    A post stands at POST beside the decision point in every frame, so that a model that looks at the other
+    agents can tell how far ahead the decision lies (a translation-invariant model sees nothing else that
+    says so). It is written as a run of agents of `post_track_len` steps each (mode "post", ids from
+    num_agents on), one short of a window, so it is a neighbour but never a window to forecast (None: no post).
     """
     if world not in WORLDS:
         raise InputError(f"world must be one of {', '.join(WORLDS)}, got {world!r}")
@@ -253,7 +254,8 @@ class SyntheticDataModule(TrackDataModule):
 
     def _generate(self, split: Split) -> tuple[TrackTable, KnownOdds]:
         if split not in self._generated:
-            df, odds = generate_world(self.world, self.num_agents[split], seed=self.seed * 3 + _SPLIT_SEED_OFFSET[split],
+            seed = self.seed * 3 + _SPLIT_SEED_OFFSET[split]
+            df, odds = generate_world(self.world, self.num_agents[split], seed=seed,
                                       branch_probs=self.branch_probs, stop_prob=self.stop_prob,
                                       track_len=self.track_len, dt=self.dt,
                                       post_track_len=self.obs_len + self.pred_len - 1)
