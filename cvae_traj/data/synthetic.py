@@ -131,7 +131,8 @@ def generate_world(
         agent_speed = speed * (1.0 + speed_spread * rng.standard_normal(num_agents))
         odds = branch_probs if world == "junction" else (1.0 - stop_prob, stop_prob)
         probs = np.broadcast_to(_checked_odds(odds, world), (num_agents, len(odds)))
-    mode = (probs.cumsum(-1) < rng.random((num_agents, 1))).sum(-1)  # inverse CDF per agent
+    # Inverse CDF per agent; the clip keeps a draw above a cumulative sum rounded below 1 on the last mode.
+    mode = np.minimum((probs.cumsum(-1) < rng.random((num_agents, 1))).sum(-1), probs.shape[1] - 1)
     pause = rng.integers(14, 21, num_agents) if world == "stop_go" else np.zeros(num_agents, dtype=np.int64)
     longest = track_len + int(pause.max())
     # Arc length walked; the decision point (s = 0) is passed at a random step of the first track_len steps.
