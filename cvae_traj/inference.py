@@ -17,10 +17,10 @@ from cvae_traj.errors import CheckpointError, InputError
 from cvae_traj.io import atomic_path
 from cvae_traj.system import TrajectoryCVAE
 
-# weight: the probability mass a future stands for (1/K for K faithful draws; a cluster's share of the draws
-# for representatives); the weights of an agent's K futures sum to 1.
 # Options whose default changed after checkpoints were written without them: the value those were trained with.
 LEGACY_HPARAMS = {"prior_components": 1, "mixture_kl": "bound"}
+# weight: the probability mass a future stands for (1/K for K faithful draws; a cluster's share of the draws
+# for representatives); the weights of an agent's K futures sum to 1.
 FUTURE_COLUMNS = ("agent_id", "sample", "step", "frame", "x", "y", "weight")
 OUTPUT_FORMATS = {".csv": "CSV", ".parquet": "Parquet"}
 

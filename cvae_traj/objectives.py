@@ -20,8 +20,10 @@ def elbo_terms(
 
     Returns the reconstruction NLL -log p(y|x,z) at a reparameterised z ~ q, shape (B,), the closed-form
     KL per latent dimension, shape (B, D), and the rest of the KL that no dimension owns, shape (B,): zero
-    for a Gaussian prior; for a mixture prior the KL is the closed-form bound of mixture_kl_bound (the
-    chosen component's KL per dimension, then -log of its weight). The ELBO (a lower bound either way) is
+    for a Gaussian prior; for a mixture prior with mixture_kl="bound" the KL is the closed-form bound of
+    mixture_kl_bound (the chosen component's KL per dimension, then -log of its weight), and with
+    mixture_kl="sample" it is log q(z) - log p(z) at the same z (kl_rest the part beyond that component's
+    per-dimension KL, so the total and its gradient are the sampled KL's). The ELBO (a lower bound either way) is
     -(rec_nll + kl_per_dim.sum(-1) + kl_rest).
     """
     z = posterior.rsample()  # (B, D)

@@ -55,7 +55,6 @@ class OddsReport:
             **{f"sampled_{m}": float(p) for m, p in zip(self.windows.modes, self.sampled.mean(0))},
         }
 
-
     def by_distance(self) -> dict[str, float | None]:
         """Mean TV of the faithful draws per DISTANCE_BINS bin of distance to the decision point (None: empty)."""
         tv = total_variation(self.sampled, self.windows.probs)
