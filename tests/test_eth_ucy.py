@@ -23,6 +23,16 @@ def test_fold_files(scene):
     assert not held_out & (trained | validated)
 
 
+def test_val_scene_validates_on_a_scene_never_trained_on():
+    files = fold_files("zara1", val_scene="univ")
+    assert files["val"] == ["all_data/students001.txt", "all_data/students003.txt"]
+    assert files["test"] == ["all_data/crowds_zara01.txt"]
+    trained = {f.split("/")[1].rsplit("_", 1)[0] for f in files["train"]}
+    assert trained == set(RECORDINGS) - {"crowds_zara01", "students001", "students003"}
+    with pytest.raises(InputError, match="val_scene must differ from the test scene 'eth'"):
+        fold_files("eth", val_scene="eth")
+
+
 def test_unknown_scene():
     with pytest.raises(InputError, match="unknown ETH/UCY scene 'zara3'; choose one of eth, hotel, univ, zara1, zara2"):
         EthUcyDataModule(scene="zara3")

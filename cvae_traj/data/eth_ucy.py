@@ -64,14 +64,24 @@ SHA256: Final = {
 }
 
 
-def fold_files(scene: str) -> dict[Split, list[str]]:
-    """Relative paths of the files in each split of a leave-one-out fold."""
-    if scene not in SCENES:
-        raise InputError(f"unknown ETH/UCY scene {scene!r}; choose one of {', '.join(SCENES)}")
-    rest = [r for r in RECORDINGS if r not in SCENES[scene]]
+def fold_files(scene: str, val_scene: str | None = None) -> dict[Split, list[str]]:
+    """Relative paths of the files in each split of a leave-one-out fold.
+
+    With `val_scene` the fold validates on a scene it has never seen: that scene's whole recordings leave
+    training and become the validation split, so that a choice made on validation is judged across scenes,
+    as the test is, and still never reads the test scene.
+    """
+    for name in (scene, val_scene):
+        if name is not None and name not in SCENES:
+            raise InputError(f"unknown ETH/UCY scene {name!r}; choose one of {', '.join(SCENES)}")
+    if val_scene == scene:
+        raise InputError(f"val_scene must differ from the test scene {scene!r}")
+    held_out = SCENES[scene] + (SCENES[val_scene] if val_scene else ())
+    rest = [r for r in RECORDINGS if r not in held_out]
     return {
         "train": [f"train/{r}_train.txt" for r in rest],
-        "val": [f"val/{r}_val.txt" for r in rest],
+        "val": ([f"all_data/{r}.txt" for r in SCENES[val_scene]] if val_scene
+                else [f"val/{r}_val.txt" for r in rest]),
         "test": [f"all_data/{r}.txt" for r in SCENES[scene]],
     }
 
@@ -113,10 +123,11 @@ def prepare_eth_ucy(source: str | os.PathLike = PUBLIC_URL, dest: str | os.PathL
 class EthUcyDataModule(TrackDataModule):
     """One leave-one-out fold of ETH/UCY, read from a folder filled by `prepare_eth_ucy`."""
 
-    def __init__(self, scene: str = "zara1", root: str = "data/eth_ucy", **kwargs) -> None:
+    def __init__(self, scene: str = "zara1", root: str = "data/eth_ucy", val_scene: str | None = None,
+                 **kwargs) -> None:
         kwargs.setdefault("dt", DT)
         super().__init__(**kwargs)
-        self.files = fold_files(scene)
+        self.files = fold_files(scene, val_scene)
         self.scene, self.root = scene, Path(root)
 
     def load_split(self, split: Split) -> list[TrackTable]:
