@@ -58,8 +58,8 @@ def run_benchmark(cfg: DictConfig) -> dict:
         jobs = []
     for variant, seed, scene in jobs:
         run_dir = Path(cfg.runs_dir) / variant / scene / f"seed{seed}"
-        overrides = [*cfg.train_overrides, *cfg.ablations[variant], f"data.scene={scene}", f"seed={seed}",
-                     f"paths.output_dir={run_dir}", f"paths.data_dir={cfg.data_dir}"]
+        overrides = [*cfg.train_overrides, *variant_overrides(cfg, variant, scene), f"data.scene={scene}",
+                     f"seed={seed}", f"paths.output_dir={run_dir}", f"paths.data_dir={cfg.data_dir}"]
         log.info("training %s / %s / seed %d", variant, scene, seed)
         train_cfg = compose(config_name="train", overrides=overrides)
         metrics = train(train_cfg)
@@ -95,6 +95,13 @@ def run_benchmark(cfg: DictConfig) -> dict:
     if curves:
         save_figure(plot_reliability(curves), out_dir / "reliability.png")
     return results
+
+
+def variant_overrides(cfg: DictConfig, variant: str, scene: str) -> list[str]:
+    """A variant's training overrides on one fold: its `ablations` entry, then its `fold_ablations` entry for
+    that fold, if any (a piece chosen per fold on validation, as benchmarks/scene_shift.py does)."""
+    per_fold = cfg.get("fold_ablations") or {}
+    return [*cfg.ablations[variant], *(per_fold.get(variant) or {}).get(scene, [])]
 
 
 def pending_runs(cfg: DictConfig) -> list[tuple[str, int, str]]:
@@ -308,7 +315,9 @@ def collect(cfg: DictConfig) -> dict:
             if rows and len(rows) == len(cfg.scenes) else []
         same_seeds = {scene: summarise_scene([r for r in row["runs"] if r["seed"] in common])
                       for scene, row in rows.items()} if common else {}
+        fold_overrides = (cfg.get("fold_ablations") or {}).get(variant) or {}
         results["variants"][variant] = {"overrides": list(cfg.ablations[variant]), "scenes": rows,
+                                        "fold_overrides": {k: list(v) for k, v in fold_overrides.items()},
                                         "complete": complete, "average_seeds": common,
                                         "average": scene_average(same_seeds) if common else None,
                                         "clustered_average": clustered_average(rows, len(cfg.scenes))}

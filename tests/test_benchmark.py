@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 
 from cvae_traj import TrajectoryCVAE, predict_futures
 from cvae_traj.benchmark import (paired_validation, pending_runs, run_benchmark, run_record_path, sampling_speed,
-                                 validation_table, worker_commands)
+                                 validation_table, variant_overrides, worker_commands)
 from cvae_traj.data.tracks import read_raw_eth_ucy, validate_tracks
 from conftest import ROOT
 
@@ -172,6 +172,17 @@ def test_workers_get_one_command_per_pending_run_longest_fold_first(tmp_path):
         assert command[1] == "bench.py" and "likelihood.kde_samples=50" in command
         assert {"workers=1", "runs_at_once=2", "tabulate=false", "fresh=true"} <= set(command)
         assert "scenes=[zara1,univ]" not in command and "workers=2" not in command and "fresh=false" not in command
+
+
+def test_fold_ablations_change_only_their_variant_on_their_fold():
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="benchmark", overrides=["+fold_ablations.no_social.hotel=['model.latent_dim=8']"])
+    assert variant_overrides(cfg, "no_social", "hotel") == ["model.social=false", "model.latent_dim=8"]
+    assert variant_overrides(cfg, "no_social", "eth") == ["model.social=false"]
+    assert variant_overrides(cfg, "full", "hotel") == []
+    # The shipped config: the speed frame everywhere but on the fold whose own screen chose the metre frame.
+    assert variant_overrides(cfg, "faithful_speed", "univ")[-2:] == ["model.speed_frame=true", "model.speed_frame=false"]
+    assert variant_overrides(cfg, "faithful_speed", "eth")[-1] == "model.speed_frame=true"
 
 
 def _runs(vals: dict) -> dict:
