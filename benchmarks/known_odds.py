@@ -3,6 +3,7 @@
     python benchmarks/known_odds.py                                   # the default recipe, every world, 3 seeds
     python benchmarks/known_odds.py 'run_variants=[before,eth_ucy_recipe]' 'seeds=[0]'
     python benchmarks/known_odds.py report_only=true                  # rebuild the table from the records
+    python benchmarks/known_odds.py report_only=true decided_fill=true  # add the after-decision share
 
 Each (variant, world, seed) is one train(cfg) of train.py's config with the variant's and the world's
 overrides, data.seed = seed (a fresh world per seed, never tuned on one draw), the checkpoint chosen on
@@ -34,7 +35,7 @@ from cvae_traj.training import train
 
 log = logging.getLogger("known_odds")
 COLUMNS = ("tv", "tv_floor", "tv_pooled", "coverage", "coverage_ideal", "coverage_representatives",
-           "tv_representatives", "min_ade_20", "min_fde_20", "rep_min_ade_20", "rep_min_fde_20")
+           "tv_representatives", "min_ade_20", "min_fde_20", "rep_min_ade_20", "rep_min_fde_20", "stray")
 
 
 def record_path(cfg: DictConfig, variant: str, world: str, seed: int) -> Path:
@@ -52,6 +53,7 @@ def run_one(cfg: DictConfig, variant: str, world: str, seed: int) -> dict:
     report = evaluate_odds(model, datamodule, "test", draws=cfg.draws, coverage_draws=cfg.coverage_draws,
                            representatives=cfg.representatives, representative_draws=cfg.representative_draws,
                            seed=seed)
+    decided = decided_summary(cfg, model, datamodule, seed)
     passes = [evaluate_best_of_k(model, datamodule, "test", seed=p) for p in range(cfg.passes)]
     reps = [evaluate_best_of_k(model, datamodule, "test", cluster_from=cfg.representative_draws, seed=p)
             for p in range(cfg.passes)]
@@ -59,10 +61,35 @@ def run_one(cfg: DictConfig, variant: str, world: str, seed: int) -> dict:
             "hardware": hardware(1), "train_seconds": metrics["train_seconds"],
             "eval_seconds": round(time.perf_counter() - start, 2), "windows": metrics["windows"],
             "trainable_parameters": metrics["trainable_parameters"], "val": metrics["val"],
-            "odds": report.summary(),
+            "odds": report.summary(), "decided": decided,
             "by_distance": report.by_distance(),
             "best_of_20": {k: [p[f"{k}"] for p in passes] for k in ("min_ade_20", "min_fde_20")},
             "representatives_best_of_20": {k: [p[k] for p in reps] for k in ("min_ade_20", "min_fde_20")}}
+
+
+def decided_summary(cfg: DictConfig, model, datamodule, seed: int) -> dict:
+    """The test windows observed `decided_for` steps past the decision: `stray`, the share of faithful draws
+    that take another mode than the one the agent already took (its odds are 1)."""
+    report = evaluate_odds(model, datamodule, "test", draws=cfg.draws, coverage_draws=cfg.coverage_draws,
+                           representatives=cfg.representatives, representative_draws=cfg.representative_draws,
+                           seed=seed, decided_for=cfg.decided_for)
+    summary = report.summary()
+    return {"decided_for": cfg.decided_for, "windows": summary["windows"], "stray": summary["tv"],
+            "stray_representatives": summary["tv_representatives"]}
+
+
+def fill_decided(cfg: DictConfig, path: Path) -> None:
+    """Add `decided` to a record made before it existed, from the run's checkpoint if it is still at hand."""
+    record = json.loads(path.read_text())
+    ckpt = Path(cfg.runs_dir) / record["variant"] / record["world"] / f"seed{record['seed']}" / "checkpoints" / "best.ckpt"
+    if "decided" in record or not ckpt.is_file():
+        return
+    datamodule = instantiate(compose(config_name="train", overrides=record["overrides"]).data)
+    record["decided"] = decided_summary(cfg, load_model(ckpt), datamodule, record["seed"])
+    record["decided"]["filled_at"] = git_commit()
+    log.info("%s / %s / seed %d: stray %.3f after the decision", record["variant"], record["world"],
+             record["seed"], record["decided"]["stray"])
+    write_json(record, path)
 
 
 def row(records: list[dict]) -> dict[str, tuple[float, float]]:
@@ -74,7 +101,8 @@ def row(records: list[dict]) -> dict[str, tuple[float, float]]:
                          "min_ade_20": np.mean(r["best_of_20"]["min_ade_20"]),
                          "min_fde_20": np.mean(r["best_of_20"]["min_fde_20"]),
                          "rep_min_ade_20": np.mean(r["representatives_best_of_20"]["min_ade_20"]),
-                         "rep_min_fde_20": np.mean(r["representatives_best_of_20"]["min_fde_20"])})
+                         "rep_min_fde_20": np.mean(r["representatives_best_of_20"]["min_fde_20"]),
+                         "stray": r.get("decided", {}).get("stray", np.nan)})
     return {k: (float(np.mean([s[k] for s in per_seed])), float(np.std([s[k] for s in per_seed])))
             for k in COLUMNS}
 
@@ -94,11 +122,14 @@ def report(cfg: DictConfig) -> str:
         f"averaged over windows); coverage = share of windows whose {cfg.coverage_draws} faithful draws hold every mode",
         f"of odds >= {COVERAGE_MIN_ODDS} (ideal: what perfect draws would give), and the same for"
         f" {cfg.representatives} representatives of {cfg.representative_draws} draws;",
-        "rep TV = TV of the representatives' weights summed per mode. Best-of-20 on all test windows, metres, mean",
+        "rep TV = TV of the representatives' weights summed per mode. Stray: on the windows observed"
+        f" {cfg.decided_for} or more",
+        "steps past the decision (odds 1 for the mode taken), the share of faithful draws that take another mode",
+        "(-: not measured). Best-of-20 on all test windows, metres, mean",
         f"of {cfg.passes} sampling passes per seed. Mean ± std over training seeds.", "",
-        "| variant | world | seeds | TV | TV floor | TV pooled | coverage (ideal) | rep coverage | rep TV "
+        "| variant | world | seeds | TV | TV floor | TV pooled | coverage (ideal) | rep coverage | rep TV | stray "
         "| minADE/FDE_20 faithful | minADE/FDE_20 representatives |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (variant, world), recs in sorted(groups.items(), key=lambda kv: (kv[0][0] != "default", kv[0][0],
                                                                            order.get(kv[0][1], 99))):
@@ -107,6 +138,7 @@ def report(cfg: DictConfig) -> str:
         lines.append(f"| {variant} | {world} | {sorted(r['seed'] for r in recs)} | {f('tv')} | {m['tv_floor'][0]:.3f} "
                      f"| {f('tv_pooled')} | {f('coverage', 2)} ({m['coverage_ideal'][0]:.2f}) "
                      f"| {f('coverage_representatives', 2)} | {f('tv_representatives')} "
+                     f"| {'-' if np.isnan(m['stray'][0]) else f('stray')} "
                      f"| {m['min_ade_20'][0]:.3f} / {m['min_fde_20'][0]:.3f} "
                      f"| {m['rep_min_ade_20'][0]:.3f} / {m['rep_min_fde_20'][0]:.3f} |")
     lines += ["", "TV by distance from the last observed position to the decision point (default recipe, mean over"
@@ -141,6 +173,9 @@ def main(cfg: DictConfig) -> None:
                         continue
                     log.info("training %s / %s / seed %d", variant, world, seed)
                     write_json(run_one(cfg, variant, world, seed), path)
+    if cfg.decided_fill:
+        for path in sorted((Path(cfg.output_dir) / "runs" / "known_odds").rglob("*.json")):
+            fill_decided(cfg, path)
     table = report(cfg)
     with atomic_path(Path(cfg.output_dir) / "known_odds.md") as tmp:
         tmp.write_text(table)

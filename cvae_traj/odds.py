@@ -99,15 +99,19 @@ def evaluate_odds(
     representative_draws: int = 200,
     batch_size: int = 64,
     seed: int = 0,
+    decided_for: int | None = None,
 ) -> OddsReport:
     """Mode frequencies of `draws` faithful draws per decision window of a built-in world's split, against the
     truth; coverage of the likely modes among `coverage_draws` draws (averaged over the draws cut into groups
-    of that many); and the weights of `representatives` representatives of `representative_draws` draws."""
+    of that many); and the weights of `representatives` representatives of `representative_draws` draws.
+
+    With `decided_for=k` the same is measured on the windows observed k steps past the decision, whose odds
+    are 1 for the mode already taken: `tv` is then the share of draws that stray to another mode."""
     if draws % coverage_draws:
         raise ValueError(f"draws ({draws}) must be a multiple of coverage_draws ({coverage_draws})")
     model.eval()
     torch.manual_seed(seed)
-    decisions = datamodule.decision_windows(split)
+    decisions = datamodule.decision_windows(split, decided_for=decided_for)
     windows = datamodule.windows(split)
     device = next(model.parameters()).device
     m = len(decisions.modes)

@@ -102,3 +102,22 @@ def test_evaluate_odds_scores_draws_with_the_true_odds_near_the_floor_and_wrong_
     likeliest = np.eye(d.probs.shape[1])[d.probs.argmax(1)]  # what a model collapsed on its likeliest path does
     wrong = evaluate_odds(OracleModel(d, windows, likeliest), dm, "val", draws=400).summary()
     assert wrong["tv"] == pytest.approx(1 - d.probs.max(1).mean(), abs=0.01) and wrong["coverage"] == 0.0
+
+
+def test_windows_past_the_decision_carry_the_mode_taken_and_score_a_model_that_decides_again():
+    """After the decision the odds are certain: a faithful model keeps its draws on the mode the past already
+    shows (the bare model was seen sending about 40% of an agent's draws round a second turn)."""
+    dm = SyntheticDataModule(num_val_agents=150)
+    before, windows = dm.decision_windows("val"), dm.windows("val")
+    after = dm.decision_windows("val", decided_for=3)
+    assert len(after) > 50 and not set(after.index) & set(before.index)
+    np.testing.assert_array_equal(after.probs, np.eye(len(after.modes))[after.mode])
+    assert set(after.mode) == {0, 1, 2}
+    np.testing.assert_array_equal(after.classify(windows.future[after.index][:, None, -1])[:, 0], after.mode)
+    torch.manual_seed(0)
+    stays = evaluate_odds(OracleModel(after, windows, after.probs), dm, "val", draws=200, decided_for=3).summary()
+    assert stays["tv"] == 0.0 and stays["coverage"] == 1.0
+    again = np.tile(before.probs.mean(0), (len(after), 1))  # decides afresh with the odds of the junction
+    strays = evaluate_odds(OracleModel(after, windows, again), dm, "val", draws=200, decided_for=3).summary()
+    expected = 1 - again[np.arange(len(after)), after.mode].mean()
+    assert strays["tv"] == pytest.approx(expected, abs=0.02)

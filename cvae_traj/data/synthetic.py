@@ -50,21 +50,31 @@ class KnownOdds:
     decision: np.ndarray  # (A,) track step at which it is first past the decision point
     paths: np.ndarray  # (A, L, M, 2): noise-free position at each track step under each mode
 
-    def decision_windows(self, table: TrackTable, windows: Windows, min_separation: float = 1.0) -> DecisionWindows:
+    def decision_windows(self, table: TrackTable, windows: Windows, min_separation: float = 1.0,
+                         decided_for: int | None = None) -> DecisionWindows:
         """The windows of `table` whose last observed step comes before the agent's decision and whose final
         step lies at least `min_separation` metres from where any other mode would have put it, so that the
-        mode of a sampled future can be told from its final position alone."""
+        mode of a sampled future can be told from its final position alone.
+
+        With `decided_for=k` they are instead the windows observed at least k steps past the decision, whose
+        odds are certain (1 for the mode the agent took, which its past already shows): a faithful model
+        keeps its draws on that mode rather than deciding again. `distance` is then the metres travelled past
+        the decision point."""
         agent = table.agent_ids[windows.agent].astype(np.int64)
         last = (table.frame0 + windows.last_step * table.frame_step - self.first_frame[agent]).round().astype(np.int64)
         final = last + windows.pred_len
-        undecided = last < self.decision[agent]
+        chosen = (last < self.decision[agent] if decided_for is None
+                  else last >= self.decision[agent] + decided_for)
         anchors = self.paths[agent, np.minimum(final, self.paths.shape[1] - 1)]  # (W, M, 2)
         gaps = np.linalg.norm(anchors[:, :, None] - anchors[:, None], axis=-1)  # (W, M, M)
         gaps[:, np.arange(len(self.modes)), np.arange(len(self.modes))] = np.inf
-        keep = np.flatnonzero(undecided & (gaps.min(axis=(1, 2)) >= min_separation))
-        observed = self.paths[agent[keep], last[keep], 0]  # before the decision every mode is at the same place
-        return DecisionWindows(index=keep, probs=self.probs[agent[keep]], mode=self.mode[agent[keep]],
-                               anchors=anchors[keep], distance=np.linalg.norm(observed, axis=-1), modes=self.modes)
+        keep = np.flatnonzero(chosen & (gaps.min(axis=(1, 2)) >= min_separation))
+        mode = self.mode[agent[keep]]
+        # Before the decision every mode is at the same place; after it, the agent is on its own mode's path.
+        observed = self.paths[agent[keep], last[keep], 0 if decided_for is None else mode]
+        probs = self.probs[agent[keep]] if decided_for is None else np.eye(len(self.modes))[mode]
+        return DecisionWindows(index=keep, probs=probs, mode=mode, anchors=anchors[keep],
+                               distance=np.linalg.norm(observed, axis=-1), modes=self.modes)
 
 
 @dataclass(frozen=True)
@@ -246,12 +256,14 @@ class SyntheticDataModule(TrackDataModule):
     def known_odds(self, split: Split) -> KnownOdds:
         return self._generate(split)[1]
 
-    def decision_windows(self, split: Split, min_separation: float = 1.0) -> DecisionWindows:
-        """The split's windows that a mode decides (KnownOdds.decision_windows), indexing `windows(split)`."""
+    def decision_windows(self, split: Split, min_separation: float = 1.0,
+                         decided_for: int | None = None) -> DecisionWindows:
+        """The split's windows that a mode decides, or (decided_for=k) observed k steps past the decision
+        (KnownOdds.decision_windows), indexing `windows(split)`."""
         table, odds = self._generate(split)
         if split == "train" and self.augment_reverse:
             raise InputError("decision windows are defined for recordings played forwards (augment_reverse off)")
-        return odds.decision_windows(table, self.windows(split), min_separation)
+        return odds.decision_windows(table, self.windows(split), min_separation, decided_for)
 
     def _generate(self, split: Split) -> tuple[TrackTable, KnownOdds]:
         if split not in self._generated:
