@@ -69,7 +69,7 @@ def run_one(cfg: DictConfig, variant: str, val_scene: str, seed: int) -> dict:
     scores = evaluate_samples(model, Subset(windows, np.sort(rows)), kde_samples=cfg.kde_samples,
                               calibration_samples=cfg.calibration_samples, seed=seed)
     return {"variant": variant, "test_scene": cfg.test_scene, "val_scene": val_scene, "seed": seed,
-            "overrides": overrides, "commit": git_commit(), "hardware": hardware(cfg.workers),
+            "overrides": overrides, "commit": git_commit(), "hardware": hardware(cfg.runs_at_once),
             "train_seconds": metrics["train_seconds"], "eval_seconds": round(time.perf_counter() - start, 2),
             "val_windows": len(windows), **scores}
 
@@ -101,7 +101,8 @@ def main(cfg: DictConfig) -> None:
         env = os.environ | {var: str(max(1, (os.cpu_count() or 1) // cfg.workers))
                             for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
         commands = [[sys.executable, os.path.abspath(__file__), *sys.argv[1:], f"run_variants=[{v}]",
-                     f"val_scenes=[{s}]", f"seeds=[{seed}]", "workers=1", "fresh=true"] for v, s, seed in jobs]
+                     f"val_scenes=[{s}]", f"seeds=[{seed}]", "workers=1", f"runs_at_once={cfg.workers}", "fresh=true"]
+                    for v, s, seed in jobs]
         with ThreadPoolExecutor(cfg.workers) as pool:
             codes = list(pool.map(lambda c: subprocess.run(c, env=env).returncode, commands))
         if any(codes):
