@@ -88,6 +88,27 @@ def table(cfg: DictConfig) -> str:
     for (test_scene, val_scene, variant), records in sorted(groups.items()):
         cells = [f"{np.mean([r[c] for r in records]):.3f}" for c in COLUMNS]
         lines.append(f"| {variant} | {test_scene} | {val_scene} | {len(records)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\n" + choices(cfg.choose, groups)
+
+
+def choices(rule: DictConfig, groups: dict[tuple[str, str, str], list[dict]]) -> str:
+    """The per-fold choice that `rule` (conf/scene_shift.yaml: choose) makes from the screens both variants ran."""
+    lines = [f"## Choice per fold: {rule.candidate} against {rule.baseline}", "",
+             f"The candidate wins a fold when, averaged over the unseen scenes both ran, its calibration error is at "
+             f"least {rule.min_calibration_gain} lower and its KDE NLL at most {rule.max_kde_nll_loss} higher.", "",
+             "| fold (test scene) | unseen val scenes | calibration gain | KDE NLL loss | choice |", "|---" * 5 + "|"]
+    for test_scene in sorted({key[0] for key in groups}):
+        scenes = sorted(s for t, s, v in groups if t == test_scene and v == rule.baseline
+                        and (t, s, rule.candidate) in groups)
+        if not scenes:
+            continue
+        mean = {v: {c: np.mean([np.mean([r[c] for r in groups[test_scene, s, v]]) for s in scenes])
+                    for c in ("calibration_error", "kde_nll")} for v in (rule.baseline, rule.candidate)}
+        gain = mean[rule.baseline]["calibration_error"] - mean[rule.candidate]["calibration_error"]
+        loss = mean[rule.candidate]["kde_nll"] - mean[rule.baseline]["kde_nll"]
+        wins = gain >= rule.min_calibration_gain and loss <= rule.max_kde_nll_loss
+        lines.append(f"| {test_scene} | {', '.join(scenes)} | {gain:.3f} | {loss:.3f} | "
+                     f"{rule.candidate if wins else rule.baseline} |")
     return "\n".join(lines) + "\n"
 
 
