@@ -26,7 +26,7 @@ from hydra import compose
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from cvae_traj.benchmark import git_commit, hardware
+from bench.provenance import git_commit, hardware
 from cvae_traj.evaluation import evaluate_best_of_k
 from cvae_traj.inference import load_model
 from cvae_traj.io import atomic_path, write_json

@@ -18,7 +18,12 @@ from cvae_traj.io import atomic_path
 from cvae_traj.system import TrajectoryCVAE
 
 # Options whose default changed after checkpoints were written without them: the value those were trained with.
-LEGACY_HPARAMS = {"prior_components": 1, "mixture_kl": "bound"}
+LEGACY_HPARAMS = {"prior_components": 1}
+# Options retired after their screens (benchmarks/HISTORY.md), with the one value today's model still builds. A
+# checkpoint that holds another cannot be rebuilt as it was trained. mixture_kl changed only the training loss
+# (None: any value loads).
+RETIRED_HPARAMS = {"decoder": "mlp", "noise_order": 1, "decoder_layers": 2, "social_radius": None,
+                   "social_extended": False, "social_rounds": 1, "free_bits": None, "mixture_kl": None}
 # weight: the probability mass a future stands for (1/K for K faithful draws; a cluster's share of the draws
 # for representatives); the weights of an agent's K futures sum to 1.
 FUTURE_COLUMNS = ("agent_id", "sample", "step", "frame", "x", "y", "weight")
@@ -29,7 +34,8 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Tr
     """A TrajectoryCVAE from a checkpoint, in eval mode; CheckpointError if that is not what the file holds.
 
     Loading uses torch's weights_only unpickler, so a checkpoint cannot execute code when it is read. A
-    checkpoint written before an option existed is built with the value it was trained with (LEGACY_HPARAMS).
+    checkpoint written before an option existed is built with the value it was trained with (LEGACY_HPARAMS);
+    one trained with a retired option at another value than the one left is refused (RETIRED_HPARAMS).
     """
     path = Path(path)
     if not path.is_file():
@@ -40,7 +46,13 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Tr
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(err)})") from None
     if not isinstance(content, dict) or not {"state_dict", "hyper_parameters"} <= content.keys():
         raise CheckpointError(f"{path}: not a Lightning checkpoint with hyper-parameters and weights")
-    legacy = {k: v for k, v in LEGACY_HPARAMS.items() if k not in content["hyper_parameters"]}
+    hparams = content["hyper_parameters"]
+    retired = [f"{k}={hparams[k]!r}" for k, v in RETIRED_HPARAMS.items()
+               if v is not None and k in hparams and hparams[k] != v]
+    if retired:
+        raise CheckpointError(f"{path}: trained with {', '.join(retired)}, an option this version of cvae_traj no "
+                              f"longer has; train the model again")
+    legacy = {k: v for k, v in LEGACY_HPARAMS.items() if k not in hparams}
     try:
         model = TrajectoryCVAE.load_from_checkpoint(path, map_location=map_location, weights_only=True, **legacy)
     except (KeyError, TypeError, RuntimeError) as err:

@@ -19,16 +19,12 @@ from cvae_traj.clustering import cluster_futures
 from cvae_traj.diagnostics import COLLAPSE_NATS, latent_diagnostics_from_sums, latent_sums
 from cvae_traj.errors import TrainingDivergedError
 from cvae_traj.metrics import constant_velocity, min_ade, min_fde
-from cvae_traj.models import (GRUTrajectoryDecoder, HistoryEncoder, PriorNet, RecognitionNet, SocialEncoder,
-                              TrajectoryDecoder)
+from cvae_traj.models import HistoryEncoder, PriorNet, RecognitionNet, SocialEncoder, TrajectoryDecoder
 from cvae_traj.models.frame import heading_rotation, speed_scale, to_world
 from cvae_traj.models.latent import prior_draw
 from cvae_traj.objectives import elbo_terms, importance_weighted_bound
 
 log = logging.getLogger(__name__)
-
-# How p(y | x, z) is built: all steps at once, or step by step.
-DECODERS = {"mlp": TrajectoryDecoder, "gru": GRUTrajectoryDecoder}
 
 
 class TrajectoryCVAE(L.LightningModule):
@@ -42,24 +38,11 @@ class TrajectoryCVAE(L.LightningModule):
         obs_len, pred_len, dt: observed and predicted steps, and the seconds between steps.
         prior_components: the prior p(z|x) is a mixture of this many diagonal Gaussians with weights that depend
             on x (1: one Gaussian), so that separate futures get separate lumps of prior mass with their own odds.
-            Sampling then takes one more noise channel per draw (noise_dim), which picks the component.
-        mixture_kl: how a mixture prior's KL(q || p) enters the ELBO: "sample", log q(z) - log p(z) at the
-            reparameterised z (unbiased, and its gradient shares each z among the components by their
-            responsibility, so the weights learn the odds); "bound", the closed-form upper bound of
-            objectives.mixture_kl_bound (each z charged to one component: modes can merge, odds drift).
-        social: condition on the neighbours through attention (SocialEncoder), not on the history alone.
-        social_radius: attend only to neighbour positions within this distance of the target at the same
-            observed step (metres; units of observed speed with speed_frame); a neighbour never that close
-            is ignored. None: every agent present in the observed frames.
-        social_extended: also give the social encoder each neighbour's distance (now and at the same step) and its
-            velocity relative to the target's, per observed step (SocialEncoder's extended features).
-        social_rounds: rounds of the social attention; each after the first queries the same neighbours again
-            with what the rounds before found (SocialEncoder's rounds).
-        decoder: "mlp" (all steps at once) or "gru" (autoregressive, so each sampled future is coherent).
-        noise_order: the mlp decoder's noise (IntegratedGaussian): 1, independent per-step displacements; 2,
-            deviations of the displacements that drift, so each draw is a smooth path; "learned", a fitted
-            correlation in time (a lower-triangular mixing of the steps' noise, starting from 1).
-        decoder_layers: hidden layers of the mlp decoder (each hidden_dim wide).
+            Sampling then takes one more noise channel per draw (noise_dim), which picks the component. Its
+            KL(q || p) enters the ELBO sampled, log q(z) - log p(z) at the reparameterised z
+            (objectives.elbo_terms), so that the weights learn the odds.
+        social: condition on the neighbours present in the observed frames through attention (SocialEncoder),
+            not on the history alone.
         decoder_min_scale: floor of the decoder's per-step standard deviation (metres; units of observed speed
             with speed_frame), added to the learned softplus scale: how little noise a draw from p(y|x,z) can
             have, for example for an agent standing still.
@@ -70,7 +53,6 @@ class TrajectoryCVAE(L.LightningModule):
             metres (the change of variables adds 2 * pred_len * log(scale) nats per agent).
         beta: weight of the KL term once annealing is over.
         kl_anneal_steps: optimiser steps over which the KL weight rises linearly from 0 to beta (0: none).
-        free_bits: floor, in nats per latent dimension (batch mean), below which the KL is not penalised.
         variety_weight: weight of a best-of-many term added to the negative ELBO: the smallest average
             displacement (metres) among `variety_samples` decoder means at z ~ p(z|x), reparameterised. It
             trains the prior path that best-of-K evaluates (0: the plain ELBO).
@@ -94,20 +76,12 @@ class TrajectoryCVAE(L.LightningModule):
         hidden_dim: int = 64,
         latent_dim: int = 32,
         prior_components: int = 8,
-        mixture_kl: str = "sample",
         social: bool = True,
-        social_radius: float | None = None,
-        social_extended: bool = False,
-        social_rounds: int = 1,
-        decoder: str = "mlp",
-        noise_order: int | str = 1,
-        decoder_layers: int = 2,
         decoder_min_scale: float = 0.002,
         heading_frame: bool = True,
         speed_frame: bool = False,
         beta: float = 1.0,
         kl_anneal_steps: int = 2000,
-        free_bits: float = 0.0,
         variety_weight: float = 0.0,
         variety_samples: int = 20,
         variety_noise: bool = False,
@@ -124,30 +98,18 @@ class TrajectoryCVAE(L.LightningModule):
         if lr_decay_steps is not None and not lr_decay_steps > 0:
             raise ValueError(f"lr_decay_steps must be a positive number of optimiser steps or None, got "
                              f"{lr_decay_steps!r}")
-        if mixture_kl not in ("sample", "bound"):
-            raise ValueError(f"mixture_kl must be 'sample' or 'bound', got {mixture_kl!r}")
-        if decoder not in DECODERS:
-            raise ValueError(f"decoder must be one of {sorted(DECODERS)}, got {decoder!r}")
         self.history_encoder = HistoryEncoder(hidden_dim)
         context_dim = self.history_encoder.out_dim
-        self.social_encoder = (SocialEncoder(obs_len, hidden_dim, hidden_dim, extended=social_extended,
-                                             rounds=social_rounds) if social else None)
+        self.social_encoder = SocialEncoder(obs_len, hidden_dim, hidden_dim) if social else None
         if social:
             context_dim += self.social_encoder.out_dim
-        if social_radius is not None and not social_radius > 0:
-            raise ValueError(f"social_radius must be positive or None, got {social_radius!r}")
         self.prior_net = PriorNet(context_dim, latent_dim, hidden_dim, components=prior_components)
         self.recognition_net = RecognitionNet(context_dim, latent_dim, hidden_dim)
-        if noise_order != 1 and decoder != "mlp":
-            raise ValueError(f"noise_order {noise_order} needs decoder='mlp' (the gru decoder's noise is per step)")
         if not decoder_min_scale > 0:
             raise ValueError(f"decoder_min_scale must be positive (the decoder's smallest standard deviation), got "
                              f"{decoder_min_scale!r}")
-        if decoder_layers != 2 and decoder != "mlp":
-            raise ValueError(f"decoder_layers {decoder_layers} needs decoder='mlp' (the gru decoder's head has 2)")
-        extra = {"noise_order": noise_order, "layers": decoder_layers} if decoder == "mlp" else {}
-        self.generation_net = DECODERS[decoder](context_dim, latent_dim, pred_len, hidden_dim,
-                                                min_scale=decoder_min_scale, **extra)
+        self.generation_net = TrajectoryDecoder(context_dim, latent_dim, pred_len, hidden_dim,
+                                                min_scale=decoder_min_scale)
         # Means over windows that stay right across processes: each holds a sum and a count, all-reduced
         # at epoch end, so unequal shards are weighted by their windows (not averaged per process).
         names = [f"min_ade_{num_eval_samples}", f"min_fde_{num_eval_samples}", "ml_ade", "ml_fde", "cv_ade", "cv_fde",
@@ -166,10 +128,7 @@ class TrajectoryCVAE(L.LightningModule):
         history = self.history_encoder(batch.past)  # (B, H)
         if self.social_encoder is None:
             return history
-        mask, radius = batch.neighbour_mask, self.hparams.get("social_radius")
-        if radius is not None:  # the same step's distance: both positions observed, nothing from the future
-            mask = mask & ((batch.neighbours - batch.past.unsqueeze(1)).norm(dim=-1) <= radius)
-        social = self.social_encoder(history, batch.past, batch.neighbours, mask)  # (B, H)
+        social = self.social_encoder(history, batch.past, batch.neighbours, batch.neighbour_mask)  # (B, H)
         return torch.cat([history, social], dim=-1)  # (B, C)
 
     def elbo_terms(self, batch: TrajectoryBatch, variety_samples: int = 0) -> dict[str, Tensor]:
@@ -189,13 +148,12 @@ class TrajectoryCVAE(L.LightningModule):
             posterior=self.recognition_net(context, batch.past, batch.future),
             decode=lambda z: self.generation_net(context, z, batch.past[:, -1]),
             y=batch.future,
-            mixture_kl=self.hparams.get("mixture_kl", "bound"),
         )
         terms = {"rec_nll": rec_nll + self._frame_to_metres_nll(scale), "kl_per_dim": kl_per_dim, "kl_rest": kl_rest}
         if variety_samples > 0:
             z_noise = torch.randn(variety_samples, len(batch), self.noise_dim, device=context.device)
             decoded = self._decode(context, prior_draw(prior, z_noise), batch.past[:, -1])
-            if self.hparams.get("variety_noise", False):
+            if self.hparams.variety_noise:
                 futures = decoded.from_noise(torch.randn_like(batch.future.expand(variety_samples, -1, -1, -1)))
             else:
                 futures = decoded.mean  # (K, B, T, 2)
@@ -288,7 +246,7 @@ class TrajectoryCVAE(L.LightningModule):
     def noise_dim(self) -> int:
         """Standard normal channels per draw of z (sample_from_noise): the latent's, and one that picks a mixture
         prior's component."""
-        return self.hparams.latent_dim + (1 if self.hparams.get("prior_components", 1) > 1 else 0)
+        return self.hparams.latent_dim + (1 if self.hparams.prior_components > 1 else 0)
 
     def kl_weight(self) -> float:
         """beta, ramped up linearly over the first kl_anneal_steps optimiser steps."""
@@ -303,13 +261,12 @@ class TrajectoryCVAE(L.LightningModule):
         kl_per_dim = terms["kl_per_dim"].mean(dim=0)  # (D,)
         kl_rest = terms["kl_rest"].mean()
         kl = kl_per_dim.sum() + kl_rest
-        kl_penalised = kl_per_dim.clamp(min=self.hparams.free_bits).sum() + kl_rest
         beta = self.kl_weight()
-        loss = rec_nll + beta * kl_penalised
+        loss = rec_nll + beta * kl
         if variety_weight:
             variety = terms["variety"].mean()
             variety_fde = terms["variety_fde"].mean()
-            loss = loss + variety_weight * (variety + self.hparams.get("variety_fde_weight", 0.0) * variety_fde)
+            loss = loss + variety_weight * (variety + self.hparams.variety_fde_weight * variety_fde)
             self.log_dict({"train/variety": variety, "train/variety_fde": variety_fde}, batch_size=len(batch))
         if not torch.isfinite(loss):
             raise TrainingDivergedError(
@@ -339,8 +296,8 @@ class TrajectoryCVAE(L.LightningModule):
         self.log_dict({f"val/kl_dim/{i}": v for i, v in enumerate(stats["kl_per_dim"].tolist())})
         if self.kl_weight() >= self.hparams.beta and stats["collapsed"] and not self.trainer.sanity_checking:
             log.warning("posterior collapse: the KL is below %.2f nats in every latent dimension, so z carries no "
-                        "information about the future; set model.free_bits (e.g. 0.1) or a longer "
-                        "model.kl_anneal_steps", COLLAPSE_NATS)
+                        "information about the future; try a longer model.kl_anneal_steps or a smaller "
+                        "model.beta", COLLAPSE_NATS)
 
     def test_step(self, batch: TrajectoryBatch, batch_idx: int) -> None:
         self._evaluate(batch, "test")
@@ -352,7 +309,7 @@ class TrajectoryCVAE(L.LightningModule):
         fused = all(p.device.type in ("cpu", "cuda") for p in params) or None
         optimizer = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
                                       fused=fused)
-        every = self.hparams.get("lr_decay_steps")
+        every = self.hparams.lr_decay_steps
         if every is None:  # once per epoch
             scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.hparams.lr_decay)
             return {"optimizer": optimizer, "lr_scheduler": scheduler}
@@ -364,7 +321,7 @@ class TrajectoryCVAE(L.LightningModule):
         """The batch in each agent's own frame, the rotation m (B, 2, 2) and the speed scale (B,) used:
         positions p become (p - last observed) @ m / scale. Without heading_frame m is the identity; without
         speed_frame the scale is None; with neither the batch is returned as is, m None."""
-        heading, speed = self.hparams.heading_frame, self.hparams.get("speed_frame", False)
+        heading, speed = self.hparams.heading_frame, self.hparams.speed_frame
         if not (heading or speed):
             return batch, None, None
         past = batch.past
@@ -380,8 +337,8 @@ class TrajectoryCVAE(L.LightningModule):
         return 0.0 if scale is None else 2 * self.hparams.pred_len * torch.log(scale)
 
     def _decode(self, context: Tensor, z: Tensor, origin: Tensor) -> Distribution:
-        """p(y | x, z) for z with leading sample dimensions: z (..., B, D) -> event (T_pred, 2). The decoders
-        broadcast context (B, C) and origin (B, 2) against z themselves."""
+        """p(y | x, z) for z with leading sample dimensions: z (..., B, D) -> event (T_pred, 2). The decoder
+        broadcasts context (B, C) and origin (B, 2) against z itself."""
         return self.generation_net(context, z, origin)
 
     def _evaluate(self, batch: TrajectoryBatch, split: str) -> None:

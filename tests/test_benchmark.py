@@ -9,9 +9,10 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from bench.eth_ucy_report import paired_validation, run_record_path, validation_table
+from bench.eth_ucy_runner import pending_runs, run_benchmark, sampling_speed, variant_overrides, worker_commands
+from bench.provenance import git_commit
 from cvae_traj import TrajectoryCVAE, predict_futures
-from cvae_traj.benchmark import (paired_validation, pending_runs, run_benchmark, run_record_path, sampling_speed,
-                                 validation_table, variant_overrides, worker_commands)
 from cvae_traj.data.tracks import read_raw_eth_ucy, validate_tracks
 from conftest import ROOT
 
@@ -32,7 +33,7 @@ def test_benchmark_smoke_on_one_fold(tmp_path, eth_ucy_root, monkeypatch):
         # Both variants train at once, each in its own benchmark process with half the cores' threads.
         results = run_benchmark(cfg)
         # A second call continues from the records: nothing is trained again and the table is the same.
-        monkeypatch.setattr("cvae_traj.benchmark.train", lambda cfg: pytest.fail("retrained a recorded run"))
+        monkeypatch.setattr("bench.eth_ucy_runner.train", lambda cfg: pytest.fail("retrained a recorded run"))
         assert run_benchmark(cfg)["variants"] == results["variants"]
         # fill adds the clustered numbers to records that lack them, from the checkpoint still at hand only.
         records = {v: run_record_path(tmp_path / "results", v, "zara1", 0) for v in ("full", "no_social")}
@@ -137,7 +138,6 @@ def test_sampling_speed_counts_agents_at_every_frame(tmp_path, eth_ucy_root):
 
 
 def test_commit_is_marked_dirty_by_code_changes_not_by_benchmark_outputs(tmp_path):
-    from cvae_traj.benchmark import git_commit
 
     def git(*args):
         subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)

@@ -77,24 +77,6 @@ def test_checkpoint_round_trip_gives_identical_samples(synthetic_run):
 
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`:UserWarning")
-def test_free_bits_floor_changes_the_loss_not_the_logged_kl():
-    L.seed_everything(0)
-    batch = TrajectoryBatch.from_past(torch.randn(8, 8, 2).cumsum(1), torch.randn(8, 12, 2).cumsum(1))
-    losses = {}
-    for free_bits in (0.0, 50.0):
-        torch.manual_seed(0)
-        model = TrajectoryCVAE(latent_dim=4, free_bits=free_bits, prior_components=1, kl_anneal_steps=0)
-        torch.manual_seed(1)
-        terms = model.elbo_terms(batch)
-        torch.manual_seed(1)
-        losses[free_bits] = model.training_step(batch, 0).item()
-        kl = terms["kl_per_dim"].mean(0)
-        rec = terms["rec_nll"].mean()
-    assert losses[0.0] == pytest.approx((rec + kl.sum()).item(), rel=1e-5)
-    assert losses[50.0] == pytest.approx((rec + 50.0 * 4).item(), rel=1e-5)
-
-
-@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`:UserWarning")
 def test_variety_term_is_the_best_of_many_error_of_prior_samples_and_trains_the_prior():
     batch = TrajectoryBatch.from_past(torch.randn(6, 8, 2).cumsum(1), torch.randn(6, 12, 2).cumsum(1))
     torch.manual_seed(0)
@@ -129,13 +111,12 @@ def test_variety_term_is_the_best_of_many_error_of_prior_samples_and_trains_the_
     assert next(model.prior_net.parameters()).grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("decoder", ["mlp", "gru"])
-def test_variety_noise_scores_draws_from_the_decoder_in_metres(decoder):
+def test_variety_noise_scores_draws_from_the_decoder_in_metres():
     """With variety_noise the term scores y ~ p(y|x,z) (the futures best-of-K evaluates), reparameterised;
     with speed_frame it is still in metres, so scaling the scene by c scales it by c."""
     batch = TrajectoryBatch.from_past(torch.randn(6, 8, 2).cumsum(1), torch.randn(6, 12, 2).cumsum(1))
     torch.manual_seed(0)
-    model = TrajectoryCVAE(latent_dim=4, prior_components=1, speed_frame=True, decoder=decoder,
+    model = TrajectoryCVAE(latent_dim=4, prior_components=1, speed_frame=True,
                            variety_weight=1.0, variety_samples=5, variety_noise=True)
     torch.manual_seed(1)
     terms = model.elbo_terms(batch, variety_samples=5)
