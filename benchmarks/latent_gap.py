@@ -1,7 +1,7 @@
 """Where best-of-20 loses: 20 futures from the prior path z ~ p(z|x) against 20 from the recognition net z ~ q(z|x,y).
 
-    python benchmarks/latent_gap.py [scene] [batches] [checkpoint]
-    # defaults: eth 40 checkpoints/eth_ucy/<scene>.ckpt (validation windows of that fold)
+    python benchmarks/latent_gap.py [scene=eth] [batches=40] [checkpoint=checkpoints/eth_ucy/<scene>.ckpt]
+    # validation windows of that scene's fold
 
 q has seen the future, so its best-of-20 is what the decoder can draw when z is right; the prior path is what
 the protocol scores. A small gap would leave the prior to improve; a large one says the future is uncertain
@@ -9,21 +9,18 @@ given the past, whatever the prior's shape. Validation windows only (never the t
 rerun prints the same numbers. With a mixture prior (model.prior_components) it also prints the components'
 mean weights and the mean of each agent's largest weight: how many components are used, and how many per agent.
 """
-import sys
-
 import torch
 
-from cvae_traj import TrajectoryCVAE
+from bench.options import options
 from cvae_traj.data.eth_ucy import EthUcyDataModule
+from cvae_traj.inference import load_model
 from cvae_traj.metrics import min_ade, min_fde
 from cvae_traj.models.latent import prior_draw
 
-scene = sys.argv[1] if len(sys.argv) > 1 else "eth"
-batches = int(sys.argv[2]) if len(sys.argv) > 2 else 40
-k = 20
-checkpoint = sys.argv[3] if len(sys.argv) > 3 else f"checkpoints/eth_ucy/{scene}.ckpt"
-model = TrajectoryCVAE.load_from_checkpoint(checkpoint, map_location="cpu").eval()
-data = EthUcyDataModule(scene=scene, root="data/eth_ucy", batch_size=256)
+cfg = options({"scene": "eth", "batches": 40, "checkpoint": None, "data": "data/eth_ucy"})
+scene, batches, k = cfg.scene, int(cfg.batches), 20
+model = load_model(cfg.checkpoint or f"checkpoints/eth_ucy/{scene}.ckpt")
+data = EthUcyDataModule(scene=scene, root=cfg.data, batch_size=256)
 data.setup("validate")
 torch.manual_seed(0)
 sums, windows, weights = {"prior": [0.0, 0.0], "posterior": [0.0, 0.0]}, 0, []
