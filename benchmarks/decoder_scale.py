@@ -20,9 +20,9 @@ data.setup("validate")
 scales, step = [], []
 with torch.no_grad():
     for _, batch in zip(range(batches), data.val_dataloader()):
-        frame, _, _ = model._agent_frame(batch)
-        context = model.encode(frame)
-        scales.append(model.generation_net(context, model.prior_net(context).mean, frame.past[:, -1]).scale)
+        frame, _, _ = model.cvae.agent_frame(batch)
+        context = model.cvae.encode(frame)
+        scales.append(model.cvae.generation_net(context, model.cvae.prior_net(context).mean, frame.past[:, -1]).scale)
         step.append((batch.past[:, -1] - batch.past[:, -2]).norm(dim=-1))
 scale, slow = torch.cat(scales), torch.cat(step) < 0.1
 floor = model.hparams.decoder_min_scale

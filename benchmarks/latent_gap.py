@@ -26,16 +26,16 @@ torch.manual_seed(0)
 sums, windows, weights = {"prior": [0.0, 0.0], "posterior": [0.0, 0.0]}, 0, []
 with torch.no_grad():
     for _, batch in zip(range(batches), data.val_dataloader()):
-        frame, _, scale = model._agent_frame(batch)  # rotated: errors in metres as in the world frame
+        frame, _, scale = model.cvae.agent_frame(batch)  # rotated: errors in metres as in the world frame
         metres = 1.0 if scale is None else scale  # lengths in units of observed speed with speed_frame
-        context = model.encode(frame)
-        prior = model.prior_net(context)
+        context = model.cvae.encode(frame)
+        prior = model.cvae.prior_net(context)
         if hasattr(prior, "mixture_distribution"):
             weights.append(prior.mixture_distribution.probs)
         latents = {"prior": prior_draw(prior, torch.randn(k, len(batch), model.noise_dim)),
-                   "posterior": model.recognition_net(context, frame.past, frame.future).sample((k,))}
+                   "posterior": model.cvae.recognition_net(context, frame.past, frame.future).sample((k,))}
         for name, z in latents.items():
-            futures = model._decode(context, z, frame.past[:, -1]).from_noise(torch.randn(k, *frame.future.shape))
+            futures = model.cvae.decode(context, z, frame.past[:, -1]).from_noise(torch.randn(k, *frame.future.shape))
             sums[name][0] += (min_ade(futures.transpose(0, 1), frame.future) * metres).sum().item()
             sums[name][1] += (min_fde(futures.transpose(0, 1), frame.future) * metres).sum().item()
         windows += len(batch)

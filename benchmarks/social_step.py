@@ -37,7 +37,7 @@ def train(model: TrajectoryCVAE, optimizer: torch.optim.Optimizer) -> float:
     h = model.hparams
     start = time.perf_counter()
     for batch in batches:
-        terms = model.elbo_terms(batch, variety_samples=h.variety_samples)
+        terms = model.cvae.elbo_terms(batch, variety_samples=h.variety_samples, variety_noise=h.variety_noise)
         loss = terms["rec_nll"].mean() + h.beta * terms["kl_per_dim"].mean(0).sum() + h.variety_weight * terms[
             "variety"].mean()
         optimizer.zero_grad()
@@ -49,7 +49,7 @@ def train(model: TrajectoryCVAE, optimizer: torch.optim.Optimizer) -> float:
 ways = {}
 for packed in (True, False):
     model = copy.deepcopy(shipped).train()
-    model.social_encoder.pack_neighbours = packed
+    model.cvae.social_encoder.pack_neighbours = packed
     ways[packed] = (model, torch.optim.AdamW(model.parameters(), lr=1e-4), [])
 for _ in range(rounds):
     for model, optimizer, times in ways.values():

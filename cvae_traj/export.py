@@ -40,11 +40,11 @@ OUTPUT_NAMES = ("futures",)
 
 
 class NoiseSampler(nn.Module):
-    """TrajectoryCVAE.sample_from_noise on plain tensors, the form an exporter can trace."""
+    """ConditionalVAE.sample_from_noise on plain tensors, the form an exporter can trace."""
 
     def __init__(self, model: TrajectoryCVAE) -> None:
         super().__init__()
-        self.model = model.eval()
+        self.model = model.cvae.eval()
 
     def forward(self, past: Tensor, neighbours: Tensor, neighbour_mask: Tensor, z_noise: Tensor,
                 y_noise: Tensor) -> Tensor:

@@ -20,7 +20,7 @@ def scene_batch(b=4, n=3, seed=0) -> TrajectoryBatch:
 
 def context(model, batch):
     with torch.no_grad():
-        return model.encode(batch)
+        return model.cvae.encode(batch)
 
 
 def test_social_context_uses_neighbours_but_not_padding_or_their_order():
@@ -180,9 +180,9 @@ def test_heading_frame_makes_forecasts_turn_with_the_scene(social):
                                atol=1e-4, rtol=1e-4)
     with torch.no_grad():
         torch.manual_seed(5)
-        rec = model.elbo_terms(batch)
+        rec = model.cvae.elbo_terms(batch)
         torch.manual_seed(5)
-        rec_turned = model.elbo_terms(turned)
+        rec_turned = model.cvae.elbo_terms(turned)
     torch.testing.assert_close(rec_turned["rec_nll"], rec["rec_nll"], atol=1e-3, rtol=1e-4)
     plain = TrajectoryCVAE(social=social, heading_frame=False).eval()
     plain.load_state_dict(model.state_dict())
@@ -205,7 +205,7 @@ def test_speed_frame_makes_forecasts_scale_with_the_scene_and_reports_likelihood
         torch.testing.assert_close(model.sample(scaled, num_samples=6), samples * c, atol=1e-4, rtol=1e-4)
         shift = torch.full((4,), 2 * 12 * math.log(c))
         with torch.no_grad():
-            for nll in (lambda b: model.elbo_terms(b)["rec_nll"], lambda b: model.importance_nll(b, 7)):
+            for nll in (lambda b: model.cvae.elbo_terms(b)["rec_nll"], lambda b: model.importance_nll(b, 7)):
                 torch.manual_seed(5)
                 before = nll(batch)
                 torch.manual_seed(5)

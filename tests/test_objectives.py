@@ -12,8 +12,8 @@ def test_closed_form_kl_matches_monte_carlo():
     torch.manual_seed(0)
     model = TrajectoryCVAE(latent_dim=4, prior_components=1, social=False)
     past, future = torch.randn(3, 8, 2).cumsum(1), torch.randn(3, 12, 2).cumsum(1)
-    context = model.history_encoder(past)
-    prior, posterior = model.prior_net(context), model.recognition_net(context, past, future)
+    context = model.cvae.history_encoder(past)
+    prior, posterior = model.cvae.prior_net(context), model.cvae.recognition_net(context, past, future)
     _, kl_per_dim, rest = elbo_terms(prior, posterior, lambda z: Independent(Normal(z, 1.0), 1), torch.zeros(3, 4))
     z = posterior.sample((200_000,))
     monte_carlo = (posterior.log_prob(z) - prior.log_prob(z)).mean(0)
@@ -96,12 +96,12 @@ def test_decoder_min_scale_is_the_floor_of_the_decoders_noise():
     for floor in (0.01, 0.002):
         torch.manual_seed(0)
         model = TrajectoryCVAE(latent_dim=4, decoder_min_scale=floor)
-        last = model.generation_net.net[-1][-1]  # the Linear layer that gives (loc, raw scale) per step
+        last = model.cvae.generation_net.net[-1][-1]  # the Linear layer that gives (loc, raw scale) per step
         with torch.no_grad():  # raw scales (every output's last two of four) at -50: softplus ~ 0
             last.weight.view(-1, 4, last.in_features)[:, 2:].zero_()
             last.bias.view(-1, 4)[:, 2:] = -50.0
-            context = model.encode(batch)
-            p_y = model.generation_net(context, torch.randn(3, 4), batch.past[:, -1])
+            context = model.cvae.encode(batch)
+            p_y = model.cvae.generation_net(context, torch.randn(3, 4), batch.past[:, -1])
             log_density = p_y.log_prob(p_y.mean)
         expected = Normal(0.0, floor).log_prob(torch.zeros(3)) * 24
         torch.testing.assert_close(log_density, expected)
@@ -116,16 +116,16 @@ def test_decoder_broadcasts_one_context_over_several_draws_of_z():
     a mixed-up agent would show."""
     torch.manual_seed(0)
     model = TrajectoryCVAE(latent_dim=4, social=False)
-    context, origin, z = torch.randn(3, model.history_encoder.out_dim), torch.randn(3, 2), torch.randn(5, 3, 4)
+    context, origin, z = torch.randn(3, model.cvae.history_encoder.out_dim), torch.randn(3, 2), torch.randn(5, 3, 4)
     y = torch.randn(5, 3, 12, 2).cumsum(2)
     with torch.no_grad():
-        broadcast = model.generation_net(context, z, origin)
-        flat = model.generation_net(context.expand(5, 3, -1).reshape(15, -1), z.reshape(15, 4),
+        broadcast = model.cvae.generation_net(context, z, origin)
+        flat = model.cvae.generation_net(context.expand(5, 3, -1).reshape(15, -1), z.reshape(15, 4),
                                     origin.expand(5, 3, -1).reshape(15, 2))
         torch.testing.assert_close(broadcast.mean, flat.mean.view(5, 3, 12, 2))
         torch.testing.assert_close(broadcast.log_prob(y), flat.log_prob(y.view(15, 12, 2)).view(5, 3))
         # and the layers as written, on the concatenated input
-        out = model.generation_net.net(torch.cat([context.expand(5, 3, -1), z], -1)).unflatten(-1, (12, 4))
+        out = model.cvae.generation_net.net(torch.cat([context.expand(5, 3, -1), z], -1)).unflatten(-1, (12, 4))
         torch.testing.assert_close(broadcast.loc, out[..., :2])
 
 
@@ -172,14 +172,14 @@ def test_model_reconstruction_term_is_the_decoder_log_likelihood():
     torch.manual_seed(0)
     model = TrajectoryCVAE(latent_dim=2, social=False, heading_frame=False)
     past = torch.randn(6, 8, 2).cumsum(1)
-    context = model.history_encoder(past)
-    z = model.prior_net(context).sample()
-    dist = model.generation_net(context, z, past[:, -1])
+    context = model.cvae.history_encoder(past)
+    z = model.cvae.prior_net(context).sample()
+    dist = model.cvae.generation_net(context, z, past[:, -1])
     at_mean = -dist.log_prob(dist.mean)
     off_mean = -dist.log_prob(dist.mean + 0.5)
     assert (at_mean < off_mean).all()
     batch = TrajectoryBatch.from_past(past, dist.mean)
-    terms = model.elbo_terms(batch)
+    terms = model.cvae.elbo_terms(batch)
     assert terms["kl_per_dim"].shape == (6, 2) and (terms["kl_per_dim"] >= 0).all()
 
 
@@ -242,9 +242,9 @@ def test_mixture_prior_model_trains_and_samples_with_its_extra_noise_channel():
     assert model.noise_dim == 5 and TrajectoryCVAE(latent_dim=4, prior_components=1).noise_dim == 4
     loss = model.training_step(batch, 0)
     loss.backward()
-    logits_grad = model.prior_net.net[2].weight.grad[:3]
+    logits_grad = model.cvae.prior_net.net[2].weight.grad[:3]
     assert torch.isfinite(loss) and logits_grad.abs().sum() > 0  # the weights learn through the KL bound
-    terms = model.elbo_terms(batch)
+    terms = model.cvae.elbo_terms(batch)
     assert terms["kl_rest"].gt(0).all()  # -log of the chosen component's weight, below 1
     assert model.sample(batch, num_samples=7).shape == (6, 7, 12, 2)
     with pytest.raises(ValueError, match="noise_dim"):

@@ -284,3 +284,19 @@ def test_a_checkpoint_with_a_retired_option_loads_only_at_the_value_left(tmp_pat
                 "pytorch-lightning_version": "2.6.0"}, tmp_path / "radius.ckpt")
     with pytest.raises(CheckpointError, match="social_radius=2.0"):
         load_model(tmp_path / "radius.ckpt")
+
+
+def test_a_checkpoint_from_before_the_model_module_loads_its_networks(tmp_path):
+    """Checkpoints written before the networks moved into ConditionalVAE (the shipped ones among them) name them
+    without the `cvae.` prefix; they load into the same networks and sample the same futures."""
+    torch.manual_seed(0)
+    model = TrajectoryCVAE(prior_components=3).eval()
+    old_names = {k.removeprefix("cvae."): v for k, v in model.state_dict().items()}
+    assert "prior_net.net.0.weight" in old_names
+    torch.save({"state_dict": old_names, "hyper_parameters": dict(model.hparams),
+                "pytorch-lightning_version": "2.6.0"}, tmp_path / "old.ckpt")
+    past = torch.randn(3, 8, 2).cumsum(1)
+    torch.manual_seed(1)
+    expected = model.sample(past, 4)
+    torch.manual_seed(1)
+    torch.testing.assert_close(load_model(tmp_path / "old.ckpt").sample(past, 4), expected)
