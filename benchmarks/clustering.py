@@ -13,7 +13,7 @@ import torch
 from cvae_traj.data.eth_ucy import SCENES, EthUcyDataModule
 from cvae_traj.evaluation import evaluate_best_of_k
 from bench.options import options
-from cvae_traj.inference import load_model
+from cvae_traj.forecast import load_model
 
 cfg = options({"split": "val", "cluster_from": [40, 100, 200, 400], "checkpoints": "checkpoints/eth_ucy",
                "data": "data/eth_ucy"})

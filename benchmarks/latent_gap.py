@@ -13,7 +13,7 @@ import torch
 
 from bench.options import options
 from cvae_traj.data.eth_ucy import EthUcyDataModule
-from cvae_traj.inference import load_model
+from cvae_traj.forecast import load_model
 from cvae_traj.metrics import min_ade, min_fde
 from cvae_traj.models.latent import prior_draw
 

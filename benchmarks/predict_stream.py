@@ -34,9 +34,10 @@ def child(mode: str, ckpt: str, table: str, output: str, at_frame: float, chunk_
     import torch
 
     from cvae_traj.data.tracks import load_tracks
-    from cvae_traj.inference import load_model, predict_futures, write_futures
-    from cvae_traj.prediction import predict
     from omegaconf import OmegaConf
+
+    from cvae_traj.forecast import load_model, predict, predict_futures
+    from cvae_traj.io import write_futures
 
     start = time.perf_counter()
     if mode == "stream":

@@ -18,7 +18,7 @@ from bench.options import options
 from cvae_traj.data.eth_ucy import SCENES
 from cvae_traj.data.tracks import read_raw_eth_ucy, validate_tracks
 from cvae_traj.errors import InputError
-from cvae_traj.inference import load_model, predict_futures
+from cvae_traj.forecast import load_model, predict_futures
 
 cfg = options({"checkpoint": "checkpoints/eth_ucy/univ.ckpt", "scene": "univ", "threads": 2, "data": "data/eth_ucy"})
 ckpt, scene = Path(cfg.checkpoint), cfg.scene

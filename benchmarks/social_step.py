@@ -17,7 +17,7 @@ import torch
 from bench.options import options
 from cvae_traj import TrajectoryCVAE
 from cvae_traj.data.eth_ucy import EthUcyDataModule
-from cvae_traj.inference import load_model
+from cvae_traj.forecast import load_model
 
 cfg = options({"scene": "zara2", "steps": 50, "rounds": 4, "checkpoint": None, "data": "data/eth_ucy"})
 scene, steps, rounds = cfg.scene, int(cfg.steps), int(cfg.rounds)

@@ -14,7 +14,7 @@ import torch
 
 from bench.options import options
 from cvae_traj.data.eth_ucy import EthUcyDataModule
-from cvae_traj.inference import load_model
+from cvae_traj.forecast import load_model
 
 cfg = options({"scene": "eth", "repeats": 8, "checkpoint": None, "data": "data/eth_ucy"})
 scene, repeats = cfg.scene, int(cfg.repeats)

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from cvae_traj.batch import TrajectoryBatch
 from cvae_traj.cli import run_or_exit
 from cvae_traj.errors import InputError
-from cvae_traj.inference import load_model
+from cvae_traj.forecast import load_model
 from cvae_traj.io import atomic_path
 from cvae_traj.system import TrajectoryCVAE
 

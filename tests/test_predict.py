@@ -7,8 +7,9 @@ import torch
 from cvae_traj import TrajectoryCVAE, predict_futures
 from cvae_traj.errors import CheckpointError, InputError
 from cvae_traj.data.tracks import load_recent_tracks, validate_tracks
-from cvae_traj.inference import FrameAgents, current_windows, iter_futures, load_model, write_futures
-from cvae_traj.prediction import predict
+from cvae_traj.data.current import FrameAgents, current_windows
+from cvae_traj.forecast import iter_futures, load_model, predict
+from cvae_traj.io import write_futures
 from conftest import compose_config
 
 K, T_PRED = 4, 12

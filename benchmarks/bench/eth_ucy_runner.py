@@ -29,7 +29,7 @@ from cvae_traj.data.eth_ucy import SCENES
 from cvae_traj.data.tracks import read_raw_eth_ucy, validate_tracks
 from cvae_traj.errors import CvaeTrajError, InputError
 from cvae_traj.evaluation import evaluate_best_of_k, evaluate_likelihood, evaluate_samples
-from cvae_traj.inference import load_model, predict_futures
+from cvae_traj.forecast import load_model, predict_futures
 from cvae_traj.io import atomic_path, write_json
 from cvae_traj.plotting import plot_reliability, save_figure
 from cvae_traj.training import train
