@@ -3,7 +3,7 @@ import hydra
 from omegaconf import DictConfig
 
 from cvae_traj.cli import run_or_exit
-from cvae_traj.prediction import predict
+from cvae_traj.forecast import predict
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")

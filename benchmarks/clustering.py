@@ -1,26 +1,28 @@
 """How many draws final-position clustering should start from: best-of-20 on the validation windows of each
 fold, for the shipped checkpoints, from 20 independent draws and from M draws clustered into 20.
 
-    python benchmarks/clustering.py [split] [M ...]   # defaults: val 40 100 200 400
+    python benchmarks/clustering.py [split=val] ['cluster_from=[40,100,200,400]'] [checkpoints=checkpoints/eth_ucy]
 
 Prints per fold and on average minADE_20 / minFDE_20 and the sampling time per agent of each setting. The
 benchmark's `clustered.cluster_from` was chosen with it on validation; the test split is the benchmark's.
+The checkpoints are <checkpoints>/<scene>.ckpt, one per fold.
 """
-import sys
-
 import numpy as np
 import torch
 
 from cvae_traj.data.eth_ucy import SCENES, EthUcyDataModule
 from cvae_traj.evaluation import evaluate_best_of_k
-from cvae_traj.inference import load_model
+from bench.options import options
+from cvae_traj.forecast import load_model
 
-split = sys.argv[1] if len(sys.argv) > 1 else "val"
-settings = [None] + [int(m) for m in sys.argv[2:] or [40, 100, 200, 400]]
+cfg = options({"split": "val", "cluster_from": [40, 100, 200, 400], "checkpoints": "checkpoints/eth_ucy",
+               "data": "data/eth_ucy"})
+split = cfg.split
+settings = [None] + [int(m) for m in cfg.cluster_from]
 table = {m: [] for m in settings}
 for scene in SCENES:
-    model = load_model(f"checkpoints/eth_ucy/{scene}.ckpt")
-    data = EthUcyDataModule(scene=scene, root="data/eth_ucy")
+    model = load_model(f"{cfg.checkpoints}/{scene}.ckpt")
+    data = EthUcyDataModule(scene=scene, root=cfg.data)
     cells = []
     for m in settings:
         r = evaluate_best_of_k(model, data, split, cluster_from=m, seed=0)

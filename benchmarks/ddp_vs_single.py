@@ -1,6 +1,6 @@
 """Two DDP processes against one process: the same training, the same global batch, several seeds.
 
-    python benchmarks/ddp_vs_single.py [seeds=0,1,2] [batch_size=64] [-- train.py overrides ...]
+    python benchmarks/ddp_vs_single.py ['seeds=[0,1,2]'] [batch_size=64] ['train_overrides=[data=eth_ucy,...]']
 
 Trains `python train.py` (the built-in dataset unless overrides say otherwise) once per seed in one process
 with all CPU threads and once with trainer.devices=2 trainer.strategy=ddp, each process taking half the
@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from bench.options import options
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("test/min_ade_20", "test/min_fde_20", "test/ml_ade", "test/nll_iwae_10")
@@ -40,11 +42,9 @@ def train(run_dir: Path, seed: int, devices: int, batch_size: int, extra: list[s
     return {"seconds": time.perf_counter() - start, **{m: metrics["test"][m] for m in METRICS}}
 
 
-def main(argv: list[str]) -> None:
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    args = dict(a.split("=", 1) for a in (argv[:argv.index("--")] if "--" in argv else argv))
-    seeds = [int(s) for s in args.get("seeds", "0,1,2").split(",")]
-    batch_size = int(args.get("batch_size", 64))
+def main() -> None:
+    cfg = options({"seeds": [0, 1, 2], "batch_size": 64, "train_overrides": []})
+    seeds, batch_size, extra = [int(s) for s in cfg.seeds], int(cfg.batch_size), list(cfg.train_overrides)
     runs = {"1 process": [], "2 DDP processes": []}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
@@ -64,4 +64,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

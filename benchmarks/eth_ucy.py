@@ -9,7 +9,8 @@ import sys
 import hydra
 from omegaconf import DictConfig, open_dict
 
-from cvae_traj.benchmark import markdown_table, run_benchmark
+from bench.eth_ucy_report import markdown_table
+from bench.eth_ucy_runner import run_benchmark
 from cvae_traj.cli import run_or_exit
 
 

@@ -26,9 +26,9 @@ from hydra import compose
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from cvae_traj.benchmark import git_commit, hardware
+from bench.provenance import git_commit, hardware
 from cvae_traj.evaluation import evaluate_best_of_k
-from cvae_traj.inference import load_model
+from cvae_traj.forecast import load_model
 from cvae_traj.io import atomic_path, write_json
 from cvae_traj.odds import COVERAGE_MIN_ODDS, DISTANCE_BINS, evaluate_odds
 from cvae_traj.training import train

@@ -1,7 +1,7 @@
 """predict.py on a large track table: streamed (the default) against reading the table and the futures whole.
 
     python benchmarks/predict_stream.py [rows=10000000] [agents_per_frame=20000] [chunk_rows=1000000]
-        [ckpt=checkpoints/eth_ucy/zara1.ckpt]
+        [checkpoint=checkpoints/eth_ucy/zara1.ckpt]
 
 Writes a synthetic CSV (benchmarks/windowing.py's random walks, rows in random order), then forecasts 20
 futures for every agent current at a frame in the middle of it, once as predict.py does (the table read in
@@ -26,7 +26,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).parent))
+from bench.options import options  # noqa: E402
 from windowing import synthetic_table  # noqa: E402
 
 
@@ -34,9 +34,10 @@ def child(mode: str, ckpt: str, table: str, output: str, at_frame: float, chunk_
     import torch
 
     from cvae_traj.data.tracks import load_tracks
-    from cvae_traj.inference import load_model, predict_futures, write_futures
-    from cvae_traj.prediction import predict
     from omegaconf import OmegaConf
+
+    from cvae_traj.forecast import load_model, predict, predict_futures
+    from cvae_traj.io import write_futures
 
     start = time.perf_counter()
     if mode == "stream":
@@ -62,12 +63,10 @@ def peak_rss_mib() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def main(argv: list[str]) -> None:
-    args = dict(a.split("=", 1) for a in argv)
-    rows = int(args.get("rows", 10_000_000))
-    per_frame = int(args.get("agents_per_frame", 20_000))
-    chunk_rows = int(args.get("chunk_rows", 1_000_000))
-    ckpt = args.get("ckpt", "checkpoints/eth_ucy/zara1.ckpt")
+def main() -> None:
+    cfg = options({"rows": 10_000_000, "agents_per_frame": 20_000, "chunk_rows": 1_000_000,
+                   "checkpoint": "checkpoints/eth_ucy/zara1.ckpt"})
+    rows, per_frame, chunk_rows, ckpt = int(cfg.rows), int(cfg.agents_per_frame), int(cfg.chunk_rows), cfg.checkpoint
     with tempfile.TemporaryDirectory() as tmp:
         df = synthetic_table(rows, agents_per_frame=per_frame)
         at_frame = float(df["frame"].median())
@@ -100,4 +99,4 @@ if __name__ == "__main__":
         m, c, t, o, a, r = sys.argv[2:8]
         child(m, c, t, o, float(a), int(r))
     else:
-        main(sys.argv[1:])
+        main()

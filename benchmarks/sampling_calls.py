@@ -2,29 +2,29 @@
 number of agents it forecasts, over every frame of a scene's test recordings (the frames `sampling_speed`
 times), so the fixed cost of a call shows apart from the cost of each agent.
 
-    python benchmarks/sampling_calls.py [checkpoint] [scene] [threads]   # defaults: the shipped UNIV model, univ, 2
+    python benchmarks/sampling_calls.py [checkpoint=checkpoints/eth_ucy/univ.ckpt] [scene=univ] [threads=2]
 
 Prints ms per call = a + b x agents (a straight line: most frames hold 10 to 50 agents, so `a` is an
 extrapolation, the cost of a call however few it forecasts) and the mean ms per agent by crowd size. The
 first pass over the frames warms up and is not counted.
 """
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from bench.options import options
 from cvae_traj.data.eth_ucy import SCENES
 from cvae_traj.data.tracks import read_raw_eth_ucy, validate_tracks
 from cvae_traj.errors import InputError
-from cvae_traj.inference import load_model, predict_futures
+from cvae_traj.forecast import load_model, predict_futures
 
-ckpt = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("checkpoints/eth_ucy/univ.ckpt")
-scene = sys.argv[2] if len(sys.argv) > 2 else "univ"
-torch.set_num_threads(int(sys.argv[3]) if len(sys.argv) > 3 else 2)
+cfg = options({"checkpoint": "checkpoints/eth_ucy/univ.ckpt", "scene": "univ", "threads": 2, "data": "data/eth_ucy"})
+ckpt, scene = Path(cfg.checkpoint), cfg.scene
+torch.set_num_threads(int(cfg.threads))
 model = load_model(ckpt)
-tables = [validate_tracks(read_raw_eth_ucy(Path("data/eth_ucy/all_data") / f"{r}.txt"), source=r, frame_step=10)
+tables = [validate_tracks(read_raw_eth_ucy(Path(cfg.data) / "all_data" / f"{r}.txt"), source=r, frame_step=10)
           for r in SCENES[scene]]
 
 agents, ms = [], []

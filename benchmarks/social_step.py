@@ -1,30 +1,30 @@
 """What the social encoder's packing saves: training steps with attention over present neighbours only, against
 nn.MultiheadAttention over every padded slot, alternated on the same batches in one process.
 
-    python benchmarks/social_step.py [scene] [steps] [rounds]   # defaults: zara2 50 4, one torch thread
+    python benchmarks/social_step.py [scene=zara2] [steps=50] [rounds=4] [checkpoint=checkpoints/eth_ucy/<scene>.ckpt]
 
-Trains a copy of checkpoints/eth_ucy/<scene>.ckpt (the recipe's model of that fold) on its fold's training
+One torch thread. Trains a copy of the checkpoint (by default the shipped model of that fold) on its fold's training
 windows, as the benchmark does (recordings also played backwards; the best-of-many term on decoder draws), for
 `steps` optimiser steps one way, then the same steps the other way, `rounds` times, and prints each way's
 median milliseconds per step, their ratio, and the neighbour slots a batch holds against those filled.
 """
 import copy
 import statistics
-import sys
 import time
 
 import torch
 
+from bench.options import options
 from cvae_traj import TrajectoryCVAE
 from cvae_traj.data.eth_ucy import EthUcyDataModule
+from cvae_traj.forecast import load_model
 
-scene = sys.argv[1] if len(sys.argv) > 1 else "zara2"
-steps = int(sys.argv[2]) if len(sys.argv) > 2 else 50
-rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 4
+cfg = options({"scene": "zara2", "steps": 50, "rounds": 4, "checkpoint": None, "data": "data/eth_ucy"})
+scene, steps, rounds = cfg.scene, int(cfg.steps), int(cfg.rounds)
 torch.set_num_threads(1)  # as each of the benchmark's two-at-a-time runs
 torch.manual_seed(0)
-shipped = TrajectoryCVAE.load_from_checkpoint(f"checkpoints/eth_ucy/{scene}.ckpt", map_location="cpu")
-data = EthUcyDataModule(scene=scene, root="data/eth_ucy", augment_reverse=True)
+shipped = load_model(cfg.checkpoint or f"checkpoints/eth_ucy/{scene}.ckpt")
+data = EthUcyDataModule(scene=scene, root=cfg.data, augment_reverse=True)
 data.setup("fit")
 loader = iter(data.train_dataloader())
 batches = [next(loader) for _ in range(steps)]
@@ -37,7 +37,7 @@ def train(model: TrajectoryCVAE, optimizer: torch.optim.Optimizer) -> float:
     h = model.hparams
     start = time.perf_counter()
     for batch in batches:
-        terms = model.elbo_terms(batch, variety_samples=h.variety_samples)
+        terms = model.cvae.elbo_terms(batch, variety_samples=h.variety_samples, variety_noise=h.variety_noise)
         loss = terms["rec_nll"].mean() + h.beta * terms["kl_per_dim"].mean(0).sum() + h.variety_weight * terms[
             "variety"].mean()
         optimizer.zero_grad()
@@ -49,7 +49,7 @@ def train(model: TrajectoryCVAE, optimizer: torch.optim.Optimizer) -> float:
 ways = {}
 for packed in (True, False):
     model = copy.deepcopy(shipped).train()
-    model.social_encoder.pack_neighbours = packed
+    model.cvae.social_encoder.pack_neighbours = packed
     ways[packed] = (model, torch.optim.AdamW(model.parameters(), lr=1e-4), [])
 for _ in range(rounds):
     for model, optimizer, times in ways.values():

@@ -1,26 +1,26 @@
 """How much a run's recorded validation moves from the draws alone: one checkpoint validated again and again.
 
-    python benchmarks/validation_noise.py [scene] [repeats]   # defaults: eth 8 (the shipped model of that fold)
+    python benchmarks/validation_noise.py [scene=eth] [repeats=8] [checkpoint=checkpoints/eth_ucy/<scene>.ckpt]
 
-Validates checkpoints/eth_ucy/<scene>.ckpt on its fold's validation windows `repeats` times, each with fresh
+Validates the checkpoint (by default the shipped model of the scene's fold) on its fold's validation windows `repeats` times, each with fresh
 random draws, and prints the mean and std of val minADE_20 / minFDE_20: the noise under every validation
 number, beside the differences pieces are chosen on (the benchmark table's validation section).
 """
-import sys
 import warnings
 
 import lightning as L
 import numpy as np
 import torch
 
-from cvae_traj import TrajectoryCVAE
+from bench.options import options
 from cvae_traj.data.eth_ucy import EthUcyDataModule
+from cvae_traj.forecast import load_model
 
-scene = sys.argv[1] if len(sys.argv) > 1 else "eth"
-repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 8
-model = TrajectoryCVAE.load_from_checkpoint(f"checkpoints/eth_ucy/{scene}.ckpt", map_location="cpu")
+cfg = options({"scene": "eth", "repeats": 8, "checkpoint": None, "data": "data/eth_ucy"})
+scene, repeats = cfg.scene, int(cfg.repeats)
+model = load_model(cfg.checkpoint or f"checkpoints/eth_ucy/{scene}.ckpt")
 model.hparams.num_eval_importance = 0  # the likelihood bound is not what is measured here
-data = EthUcyDataModule(scene=scene, root="data/eth_ucy")
+data = EthUcyDataModule(scene=scene, root=cfg.data)
 trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
 scores = []
 for repeat in range(repeats):

@@ -14,13 +14,13 @@ import os
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import sys  # noqa: E402
 import time  # noqa: E402
 import tracemalloc  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from bench.options import options  # noqa: E402
 from cvae_traj.data.tracks import validate_tracks  # noqa: E402
 from cvae_traj.data.windows import make_windows  # noqa: E402
 
@@ -50,10 +50,10 @@ def measure(fn):
     return out, seconds, peak
 
 
-def main(argv: list[str]) -> None:
-    args = {k: int(v) for k, v in (a.split("=", 1) for a in argv)}
-    rows = args.get("rows", 10_000_000)
-    df = synthetic_table(rows, args.get("track_len", 40), args.get("agents_per_frame", 50), args.get("seed", 0))
+def main() -> None:
+    cfg = options({"rows": 10_000_000, "track_len": 40, "agents_per_frame": 50, "seed": 0})
+    rows = int(cfg.rows)
+    df = synthetic_table(rows, int(cfg.track_len), int(cfg.agents_per_frame), int(cfg.seed))
     table, t_validate, m_validate = measure(lambda: validate_tracks(df, source="synthetic", frame_step=10))
     windows, t_windows, m_windows = measure(lambda: make_windows(table, obs_len=8, pred_len=12))
     kept = sum(a.nbytes for a in (windows.start, windows.agent, windows.last_step))
@@ -70,4 +70,4 @@ def main(argv: list[str]) -> None:
     print(f"a batch of {len(batch)} windows with {batch.neighbours.shape[1]} neighbour slots: {1000 * t_batch:.0f} ms")
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -42,10 +42,9 @@ def evaluate_likelihood(
     sums: dict[str, float] = {}
     for lo in range(0, len(windows), batch_size):
         batch = windows.batch(np.arange(lo, min(lo + batch_size, len(windows)))).to(device)
-        terms = model.elbo_terms(batch)
-        nelbo = terms["rec_nll"] + terms["kl_per_dim"].sum(-1) + terms["kl_rest"]  # as validation logs it
-        iwae = model.importance_nll(batch, num_importance)
-        likely = model.most_likely(batch).unsqueeze(1)
+        nelbo = model.cvae.elbo_terms(batch)["nelbo"]  # the one validation logs
+        iwae = model.cvae.importance_nll(batch, num_importance)
+        likely = model.cvae.most_likely(batch).unsqueeze(1)
         values = {
             "nll_elbo": nelbo, "nll_iwae": iwae,
             "nll_elbo_per_step": nelbo / pred_len, "nll_iwae_per_step": iwae / pred_len,

@@ -21,30 +21,33 @@ Output:
 from __future__ import annotations
 
 import logging
-import sys
 import warnings
 from pathlib import Path
 
+import hydra
 import torch
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from cvae_traj.batch import TrajectoryBatch
 from cvae_traj.cli import run_or_exit
 from cvae_traj.errors import InputError
-from cvae_traj.inference import load_model
+from cvae_traj.forecast import load_model
 from cvae_traj.io import atomic_path
 from cvae_traj.system import TrajectoryCVAE
 
+log = logging.getLogger(__name__)
 INPUT_NAMES = ("past", "neighbours", "neighbour_mask", "z_noise", "y_noise")
 OUTPUT_NAMES = ("futures",)
 
 
 class NoiseSampler(nn.Module):
-    """TrajectoryCVAE.sample_from_noise on plain tensors, the form an exporter can trace."""
+    """ConditionalVAE.sample_from_noise on plain tensors, the form an exporter can trace."""
 
     def __init__(self, model: TrajectoryCVAE) -> None:
         super().__init__()
-        self.model = model.eval()
+        self.model = model.cvae.eval()
 
     def forward(self, past: Tensor, neighbours: Tensor, neighbour_mask: Tensor, z_noise: Tensor,
                 y_noise: Tensor) -> Tensor:
@@ -92,15 +95,19 @@ def export_onnx(model: TrajectoryCVAE, path: str | Path) -> Path:
     return path
 
 
-def main(argv: list[str]) -> Path:
-    args = dict(a.split("=", 1) for a in argv if "=" in a)
-    unknown = set(args) - {"ckpt_path", "output"}
-    if unknown or "ckpt_path" not in args or len(args) != len(argv):
-        raise InputError("usage: python -m cvae_traj.export ckpt_path=MODEL.ckpt [output=sampler.onnx]")
-    output = export_onnx(load_model(args["ckpt_path"]), args.get("output", "sampler.onnx"))
-    print(f"wrote {output}")
-    return output
+ConfigStore.instance().store(name="export", node={
+    "defaults": [{"override hydra/job_logging": "stdout"}, "_self_"],
+    "ckpt_path": "???",
+    "output": "sampler.onnx",
+    "hydra": {"run": {"dir": "."}, "output_subdir": None},
+})
+
+
+@hydra.main(version_base="1.3", config_path=None, config_name="export")
+def main(cfg: DictConfig) -> None:
+    output = run_or_exit(lambda: export_onnx(load_model(cfg.ckpt_path), cfg.output))
+    log.info("wrote %s", output)
 
 
 if __name__ == "__main__":
-    run_or_exit(lambda: main(sys.argv[1:]))
+    main()

@@ -1,4 +1,4 @@
-"""The conditional ELBO as unweighted terms; weights (beta, free bits) are applied by the training system."""
+"""The conditional ELBO as unweighted terms; the KL weight (beta) is applied by the training system."""
 from __future__ import annotations
 
 import math
@@ -14,25 +14,23 @@ def elbo_terms(
     posterior: Independent,
     decode: Callable[[Tensor], Distribution],
     y: Tensor,
-    mixture_kl: str = "bound",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Single-sample terms of E_q[log p(y|x,z)] - KL(q(z|x,y) || p(z|x)).
 
     Returns the reconstruction NLL -log p(y|x,z) at a reparameterised z ~ q, shape (B,), the closed-form
     KL per latent dimension, shape (B, D), and the rest of the KL that no dimension owns, shape (B,): zero
-    for a Gaussian prior; for a mixture prior with mixture_kl="bound" the KL is the closed-form bound of
-    mixture_kl_bound (the chosen component's KL per dimension, then -log of its weight), and with
-    mixture_kl="sample" it is log q(z) - log p(z) at the same z (kl_rest the part beyond that component's
-    per-dimension KL, so the total and its gradient are the sampled KL's). The ELBO (a lower bound either way) is
+    for a Gaussian prior. A mixture prior's KL is log q(z) - log p(z) at the same z: unbiased, and its gradient
+    shares each z among the components by their responsibility, so the weights learn the odds. Its
+    per-dimension part is the closest component's (mixture_kl_bound), for the latent diagnostics, and kl_rest
+    the remainder, so that the total and its gradient are the sampled KL's. The ELBO is
     -(rec_nll + kl_per_dim.sum(-1) + kl_rest).
     """
     z = posterior.rsample()  # (B, D)
     rec_nll = -decode(z).log_prob(y)  # (B,)
     if isinstance(prior, MixtureSameFamily):
-        kl_per_dim, kl_rest = mixture_kl_bound(posterior, prior)
-        if mixture_kl == "sample":
-            kl = posterior.log_prob(z) - prior.log_prob(z)  # (B,) unbiased, soft in the components
-            kl_rest = kl - kl_per_dim.sum(-1)
+        kl_per_dim, _ = mixture_kl_bound(posterior, prior)
+        kl = posterior.log_prob(z) - prior.log_prob(z)  # (B,) unbiased, soft in the components
+        kl_rest = kl - kl_per_dim.sum(-1)
     else:
         kl_per_dim = kl_divergence(posterior.base_dist, prior.base_dist)  # (B, D)
         kl_rest = kl_per_dim.new_zeros(kl_per_dim.shape[:-1])

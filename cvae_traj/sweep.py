@@ -2,17 +2,19 @@
 
     python train.py -m experiment=eth_ucy data.scene=zara1 model.beta=0.25,0.5,1,2 test=false \
         hydra.sweep.dir=benchmarks/runs/beta_zara1
-    python -m cvae_traj.sweep benchmarks/runs/beta_zara1 model.beta [output=benchmarks/results/beta_zara1.md]
+    python -m cvae_traj.sweep sweep_dir=benchmarks/runs/beta_zara1 'keys=[model.beta]' \
+        [output=benchmarks/results/beta_zara1.md]
 
 Validation, not test: a trade-off study is a model choice, and PROTOCOL.md keeps the test split out of it.
 """
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-from omegaconf import OmegaConf
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
 
 from cvae_traj.cli import run_or_exit
 from cvae_traj.errors import InputError
@@ -50,17 +52,26 @@ def sweep_table(rows: list[dict], keys: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str]) -> None:
-    args = [a for a in argv if not a.startswith("output=")]
-    outputs = [a.split("=", 1)[1] for a in argv if a.startswith("output=")]
-    if len(args) < 2:
-        raise InputError("usage: python -m cvae_traj.sweep SWEEP_DIR KEY [KEY ...] [output=FILE.md]")
-    table = sweep_table(sweep_rows(args[0], args[1:]), args[1:])
+ConfigStore.instance().store(name="sweep", node={
+    "defaults": [{"override hydra/job_logging": "stdout"}, "_self_"],
+    "sweep_dir": "???",
+    # Dotted config keys the sweep varied: the table's first columns.
+    "keys": "???",
+    # Also write the table here (Markdown); null: print it only.
+    "output": None,
+    "hydra": {"run": {"dir": "."}, "output_subdir": None},
+})
+
+
+@hydra.main(version_base="1.3", config_path=None, config_name="sweep")
+def main(cfg: DictConfig) -> None:
+    keys = list(cfg["keys"])
+    table = run_or_exit(lambda: sweep_table(sweep_rows(cfg.sweep_dir, keys), keys))
     print(table, end="")
-    for output in outputs:
-        with atomic_path(Path(output)) as tmp:
+    if cfg.output:
+        with atomic_path(Path(cfg.output)) as tmp:
             tmp.write_text(table)
 
 
 if __name__ == "__main__":
-    run_or_exit(lambda: main(sys.argv[1:]))
+    main()

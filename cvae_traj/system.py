@@ -1,34 +1,27 @@
-"""The training system: a conditional VAE over future tracks, trained on the conditional ELBO.
-
-    log p(y|x) >= E_{q(z|x,y)}[log p(y|x,z)] - KL(q(z|x,y) || p(z|x))
+"""The training system: the conditional VAE (models.cvae.ConditionalVAE) trained on the conditional ELBO, with
+its schedules, validation metrics and optimiser.
 
 Batches are `cvae_traj.batch.TrajectoryBatch`es; any DataLoader that yields them can train this module.
 """
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import lightning as L
 import torch
 from torch import Tensor
-from torch.distributions import Distribution
 from torchmetrics import MeanMetric, MetricCollection
 
 from cvae_traj.batch import TrajectoryBatch
-from cvae_traj.clustering import cluster_futures
 from cvae_traj.diagnostics import COLLAPSE_NATS, latent_diagnostics_from_sums, latent_sums
 from cvae_traj.errors import TrainingDivergedError
 from cvae_traj.metrics import constant_velocity, min_ade, min_fde
-from cvae_traj.models import (GRUTrajectoryDecoder, HistoryEncoder, PriorNet, RecognitionNet, SocialEncoder,
-                              TrajectoryDecoder)
-from cvae_traj.models.frame import heading_rotation, speed_scale, to_world
-from cvae_traj.models.latent import prior_draw
-from cvae_traj.objectives import elbo_terms, importance_weighted_bound
+from cvae_traj.models.cvae import ConditionalVAE
 
 log = logging.getLogger(__name__)
-
-# How p(y | x, z) is built: all steps at once, or step by step.
-DECODERS = {"mlp": TrajectoryDecoder, "gru": GRUTrajectoryDecoder}
+# The networks' names in checkpoints written before they moved into ConditionalVAE (the `cvae.` prefix).
+_NETWORKS = ("history_encoder.", "social_encoder.", "prior_net.", "recognition_net.", "generation_net.")
 
 
 class TrajectoryCVAE(L.LightningModule):
@@ -38,28 +31,18 @@ class TrajectoryCVAE(L.LightningModule):
     (benchmarks/known_odds.py): the plain ELBO with a mixture prior, so that the share of draws that take a
     mode is its probability. The ETH/UCY experiment adds its benchmark-specific pieces on top.
 
+    The networks live in `self.cvae` (models.cvae.ConditionalVAE, a plain nn.Module, which export and inference
+    use); this class adds the training: the loss and its schedules, the validation metrics and the optimiser.
+
     Args:
         obs_len, pred_len, dt: observed and predicted steps, and the seconds between steps.
         prior_components: the prior p(z|x) is a mixture of this many diagonal Gaussians with weights that depend
             on x (1: one Gaussian), so that separate futures get separate lumps of prior mass with their own odds.
-            Sampling then takes one more noise channel per draw (noise_dim), which picks the component.
-        mixture_kl: how a mixture prior's KL(q || p) enters the ELBO: "sample", log q(z) - log p(z) at the
-            reparameterised z (unbiased, and its gradient shares each z among the components by their
-            responsibility, so the weights learn the odds); "bound", the closed-form upper bound of
-            objectives.mixture_kl_bound (each z charged to one component: modes can merge, odds drift).
-        social: condition on the neighbours through attention (SocialEncoder), not on the history alone.
-        social_radius: attend only to neighbour positions within this distance of the target at the same
-            observed step (metres; units of observed speed with speed_frame); a neighbour never that close
-            is ignored. None: every agent present in the observed frames.
-        social_extended: also give the social encoder each neighbour's distance (now and at the same step) and its
-            velocity relative to the target's, per observed step (SocialEncoder's extended features).
-        social_rounds: rounds of the social attention; each after the first queries the same neighbours again
-            with what the rounds before found (SocialEncoder's rounds).
-        decoder: "mlp" (all steps at once) or "gru" (autoregressive, so each sampled future is coherent).
-        noise_order: the mlp decoder's noise (IntegratedGaussian): 1, independent per-step displacements; 2,
-            deviations of the displacements that drift, so each draw is a smooth path; "learned", a fitted
-            correlation in time (a lower-triangular mixing of the steps' noise, starting from 1).
-        decoder_layers: hidden layers of the mlp decoder (each hidden_dim wide).
+            Sampling then takes one more noise channel per draw (noise_dim), which picks the component. Its
+            KL(q || p) enters the ELBO sampled, log q(z) - log p(z) at the reparameterised z
+            (objectives.elbo_terms), so that the weights learn the odds.
+        social: condition on the neighbours present in the observed frames through attention (SocialEncoder),
+            not on the history alone.
         decoder_min_scale: floor of the decoder's per-step standard deviation (metres; units of observed speed
             with speed_frame), added to the learned softplus scale: how little noise a draw from p(y|x,z) can
             have, for example for an agent standing still.
@@ -70,7 +53,6 @@ class TrajectoryCVAE(L.LightningModule):
             metres (the change of variables adds 2 * pred_len * log(scale) nats per agent).
         beta: weight of the KL term once annealing is over.
         kl_anneal_steps: optimiser steps over which the KL weight rises linearly from 0 to beta (0: none).
-        free_bits: floor, in nats per latent dimension (batch mean), below which the KL is not penalised.
         variety_weight: weight of a best-of-many term added to the negative ELBO: the smallest average
             displacement (metres) among `variety_samples` decoder means at z ~ p(z|x), reparameterised. It
             trains the prior path that best-of-K evaluates (0: the plain ELBO).
@@ -94,20 +76,12 @@ class TrajectoryCVAE(L.LightningModule):
         hidden_dim: int = 64,
         latent_dim: int = 32,
         prior_components: int = 8,
-        mixture_kl: str = "sample",
         social: bool = True,
-        social_radius: float | None = None,
-        social_extended: bool = False,
-        social_rounds: int = 1,
-        decoder: str = "mlp",
-        noise_order: int | str = 1,
-        decoder_layers: int = 2,
         decoder_min_scale: float = 0.002,
         heading_frame: bool = True,
         speed_frame: bool = False,
         beta: float = 1.0,
         kl_anneal_steps: int = 2000,
-        free_bits: float = 0.0,
         variety_weight: float = 0.0,
         variety_samples: int = 20,
         variety_noise: bool = False,
@@ -124,30 +98,8 @@ class TrajectoryCVAE(L.LightningModule):
         if lr_decay_steps is not None and not lr_decay_steps > 0:
             raise ValueError(f"lr_decay_steps must be a positive number of optimiser steps or None, got "
                              f"{lr_decay_steps!r}")
-        if mixture_kl not in ("sample", "bound"):
-            raise ValueError(f"mixture_kl must be 'sample' or 'bound', got {mixture_kl!r}")
-        if decoder not in DECODERS:
-            raise ValueError(f"decoder must be one of {sorted(DECODERS)}, got {decoder!r}")
-        self.history_encoder = HistoryEncoder(hidden_dim)
-        context_dim = self.history_encoder.out_dim
-        self.social_encoder = (SocialEncoder(obs_len, hidden_dim, hidden_dim, extended=social_extended,
-                                             rounds=social_rounds) if social else None)
-        if social:
-            context_dim += self.social_encoder.out_dim
-        if social_radius is not None and not social_radius > 0:
-            raise ValueError(f"social_radius must be positive or None, got {social_radius!r}")
-        self.prior_net = PriorNet(context_dim, latent_dim, hidden_dim, components=prior_components)
-        self.recognition_net = RecognitionNet(context_dim, latent_dim, hidden_dim)
-        if noise_order != 1 and decoder != "mlp":
-            raise ValueError(f"noise_order {noise_order} needs decoder='mlp' (the gru decoder's noise is per step)")
-        if not decoder_min_scale > 0:
-            raise ValueError(f"decoder_min_scale must be positive (the decoder's smallest standard deviation), got "
-                             f"{decoder_min_scale!r}")
-        if decoder_layers != 2 and decoder != "mlp":
-            raise ValueError(f"decoder_layers {decoder_layers} needs decoder='mlp' (the gru decoder's head has 2)")
-        extra = {"noise_order": noise_order, "layers": decoder_layers} if decoder == "mlp" else {}
-        self.generation_net = DECODERS[decoder](context_dim, latent_dim, pred_len, hidden_dim,
-                                                min_scale=decoder_min_scale, **extra)
+        self.cvae = ConditionalVAE(obs_len, pred_len, dt, hidden_dim, latent_dim, prior_components, social,
+                                   decoder_min_scale, heading_frame, speed_frame)
         # Means over windows that stay right across processes: each holds a sum and a count, all-reduced
         # at epoch end, so unequal shards are weighted by their windows (not averaged per process).
         names = [f"min_ade_{num_eval_samples}", f"min_fde_{num_eval_samples}", "ml_ade", "ml_fde", "cv_ade", "cv_fde",
@@ -156,139 +108,33 @@ class TrajectoryCVAE(L.LightningModule):
         self.test_metrics = MetricCollection({n: MeanMetric() for n in names}, prefix="test/")
 
     def forward(self, batch: TrajectoryBatch | Tensor, num_samples: int = 20) -> Tensor:
-        return self.sample(batch, num_samples=num_samples)
+        return self.cvae.sample(batch, num_samples=num_samples)
 
-    def encode(self, batch: TrajectoryBatch) -> Tensor:
-        """The context x that conditions all three nets."""
-        if batch.past.shape[1] != self.hparams.obs_len:
-            raise ValueError(f"this model observes {self.hparams.obs_len} steps, got past of shape "
-                             f"{tuple(batch.past.shape)}")
-        history = self.history_encoder(batch.past)  # (B, H)
-        if self.social_encoder is None:
-            return history
-        mask, radius = batch.neighbour_mask, self.hparams.get("social_radius")
-        if radius is not None:  # the same step's distance: both positions observed, nothing from the future
-            mask = mask & ((batch.neighbours - batch.past.unsqueeze(1)).norm(dim=-1) <= radius)
-        social = self.social_encoder(history, batch.past, batch.neighbours, mask)  # (B, H)
-        return torch.cat([history, social], dim=-1)  # (B, C)
-
-    def elbo_terms(self, batch: TrajectoryBatch, variety_samples: int = 0) -> dict[str, Tensor]:
-        """Unweighted ELBO terms per agent: reconstruction NLL (B,), KL per latent dimension (B, D) and the KL no
-        dimension owns (B,), zero but for a mixture prior (objectives.elbo_terms).
-
-        With variety_samples > 0 also "variety" (B,): the best-of-many average displacement of that many
-        decoder means (draws, with variety_noise) at reparameterised z ~ p(z|x), differentiable through the
-        prior net and the decoder; in metres, whatever the frame. And "variety_fde" (B,): the best-of-many
-        final displacement of the same futures (each agent's best draw for it chosen on its own).
-        """
-        batch, _, scale = self._agent_frame(batch)
-        context = self.encode(batch)
-        prior = self.prior_net(context)
-        rec_nll, kl_per_dim, kl_rest = elbo_terms(
-            prior=prior,
-            posterior=self.recognition_net(context, batch.past, batch.future),
-            decode=lambda z: self.generation_net(context, z, batch.past[:, -1]),
-            y=batch.future,
-            mixture_kl=self.hparams.get("mixture_kl", "bound"),
-        )
-        terms = {"rec_nll": rec_nll + self._frame_to_metres_nll(scale), "kl_per_dim": kl_per_dim, "kl_rest": kl_rest}
-        if variety_samples > 0:
-            z_noise = torch.randn(variety_samples, len(batch), self.noise_dim, device=context.device)
-            decoded = self._decode(context, prior_draw(prior, z_noise), batch.past[:, -1])
-            if self.hparams.get("variety_noise", False):
-                futures = decoded.from_noise(torch.randn_like(batch.future.expand(variety_samples, -1, -1, -1)))
-            else:
-                futures = decoded.mean  # (K, B, T, 2)
-            variety = min_ade(futures.transpose(0, 1), batch.future)
-            variety_fde = min_fde(futures.transpose(0, 1), batch.future)
-            terms["variety"] = variety if scale is None else variety * scale  # metres
-            terms["variety_fde"] = variety_fde if scale is None else variety_fde * scale
-        return terms
-
-    @torch.no_grad()
+    # The model's sampling API, so that a loaded checkpoint samples as the module does (models.cvae).
     def sample(self, batch: TrajectoryBatch | Tensor, num_samples: int = 20, decoder_noise: bool = True) -> Tensor:
-        """K faithful futures per agent in absolute positions: (B, K, T_pred, 2). Seed with torch.manual_seed.
+        """ConditionalVAE.sample: K faithful futures per agent, (B, K, T_pred, 2)."""
+        return self.cvae.sample(batch, num_samples, decoder_noise)
 
-        Each is an independent draw z ~ p(z|x), y ~ p(y|x,z), so the share of draws that do something
-        estimates its probability. `batch` is a TrajectoryBatch or a past tensor (B, T_obs, 2). With
-        decoder_noise=False each future is the decoder's mean for its z, rather than a draw from p(y|x,z).
-        """
-        if isinstance(batch, Tensor):
-            batch = TrajectoryBatch.from_past(batch)
-        b, device = len(batch), batch.past.device
-        z_noise = torch.randn(num_samples, b, self.noise_dim, device=device)
-        y_noise = torch.randn(num_samples, b, self.hparams.pred_len, 2, device=device)
-        return self.sample_from_noise(batch, z_noise, y_noise if decoder_noise else torch.zeros_like(y_noise))
-
-    @torch.no_grad()
     def representatives(self, batch: TrajectoryBatch | Tensor, num_samples: int = 20,
                         draws: int = 200) -> tuple[Tensor, Tensor]:
-        """K distinct futures per agent with the probability mass each stands for: futures (B, K, T_pred, 2)
-        and weights (B, K) summing to 1 per agent.
+        """ConditionalVAE.representatives: K futures (B, K, T_pred, 2) with their weights (B, K)."""
+        return self.cvae.representatives(batch, num_samples, draws)
 
-        `draws` faithful futures are clustered by final position (cvae_traj.clustering); each cluster gives
-        its draw nearest the centre, weighted by its share of the draws. Not independent draws: their
-        best-of-K is reported apart from the faithful one (PROTOCOL.md).
-        """
-        if draws < num_samples:
-            raise ValueError(f"draws must be at least num_samples ({num_samples}), got {draws}")
-        return cluster_futures(self.sample(batch, num_samples=draws), num_samples)
+    def most_likely(self, batch: TrajectoryBatch | Tensor) -> Tensor:
+        """ConditionalVAE.most_likely: one future per agent, (B, T_pred, 2)."""
+        return self.cvae.most_likely(batch)
+
+    def importance_nll(self, batch: TrajectoryBatch, num_samples: int = 100) -> Tensor:
+        """ConditionalVAE.importance_nll: the bound on -log p(y|x), nats per agent (B,)."""
+        return self.cvae.importance_nll(batch, num_samples)
 
     def sample_from_noise(self, batch: TrajectoryBatch, z_noise: Tensor, y_noise: Tensor) -> Tensor:
-        """The futures that standard normal noise makes, deterministically: (B, K, T_pred, 2).
-
-        z = mean + std * z_noise (K, B, D) under p(z|x) (with a mixture prior z_noise has D + 1 channels, the last
-        picking the component: models.latent.prior_draw; noise_dim says how many); y_noise (K, B, T_pred, 2)
-        drives the decoder's per-step draws (zeros give its mean). `sample` is this with fresh noise; the
-        exported sampler (cvae_traj.export) is this as a graph.
-        """
-        if z_noise.shape[-1] != self.noise_dim:
-            raise ValueError(f"z_noise needs {self.noise_dim} channels (noise_dim) for this model, got shape "
-                             f"{tuple(z_noise.shape)}")
-        origin = batch.past[:, -1]  # (B, 2)
-        batch, m, scale = self._agent_frame(batch)
-        context = self.encode(batch)
-        z = prior_draw(self.prior_net(context), z_noise)  # (K, B, D)
-        futures = self._decode(context, z, batch.past[:, -1]).from_noise(y_noise).transpose(0, 1)
-        return futures if m is None else to_world(futures, m, origin, scale)
-
-    @torch.no_grad()
-    def importance_nll(self, batch: TrajectoryBatch, num_samples: int = 100) -> Tensor:
-        """-log p(y|x) bounded with S importance samples from q(z|x,y), nats per agent: (B,). Tighter than -ELBO."""
-        batch, _, scale = self._agent_frame(batch)
-        context = self.encode(batch)
-        bound = importance_weighted_bound(
-            prior=self.prior_net(context),
-            posterior=self.recognition_net(context, batch.past, batch.future),
-            decode=lambda z: self._decode(context, z, batch.past[:, -1]),
-            y=batch.future,
-            num_samples=num_samples,
-        )
-        return -bound + self._frame_to_metres_nll(scale)
-
-    @torch.no_grad()
-    def posterior_mean(self, batch: TrajectoryBatch) -> Tensor:
-        """E_q[z | x, y] per agent: (B, D)."""
-        batch, _, _ = self._agent_frame(batch)
-        context = self.encode(batch)
-        return self.recognition_net(context, batch.past, batch.future).mean
-
-    @torch.no_grad()
-    def most_likely(self, batch: TrajectoryBatch | Tensor) -> Tensor:
-        """One future per agent: z at the prior mean, then the decoder's mean: (B, T_pred, 2)."""
-        if isinstance(batch, Tensor):
-            batch = TrajectoryBatch.from_past(batch)
-        origin = batch.past[:, -1]
-        batch, m, scale = self._agent_frame(batch)
-        context = self.encode(batch)
-        future = self.generation_net(context, self.prior_net(context).mean, batch.past[:, -1]).mean  # (B, T, 2)
-        return future if m is None else to_world(future, m, origin, scale)
+        """ConditionalVAE.sample_from_noise: the futures that standard normal noise makes."""
+        return self.cvae.sample_from_noise(batch, z_noise, y_noise)
 
     @property
     def noise_dim(self) -> int:
-        """Standard normal channels per draw of z (sample_from_noise): the latent's, and one that picks a mixture
-        prior's component."""
-        return self.hparams.latent_dim + (1 if self.hparams.get("prior_components", 1) > 1 else 0)
+        return self.cvae.noise_dim
 
     def kl_weight(self) -> float:
         """beta, ramped up linearly over the first kl_anneal_steps optimiser steps."""
@@ -298,18 +144,18 @@ class TrajectoryCVAE(L.LightningModule):
 
     def training_step(self, batch: TrajectoryBatch, batch_idx: int) -> Tensor:
         variety_weight = self.hparams.variety_weight
-        terms = self.elbo_terms(batch, variety_samples=self.hparams.variety_samples if variety_weight else 0)
+        terms = self.cvae.elbo_terms(batch, variety_samples=self.hparams.variety_samples if variety_weight else 0,
+                                     variety_noise=self.hparams.variety_noise)
         rec_nll = terms["rec_nll"].mean()
         kl_per_dim = terms["kl_per_dim"].mean(dim=0)  # (D,)
         kl_rest = terms["kl_rest"].mean()
         kl = kl_per_dim.sum() + kl_rest
-        kl_penalised = kl_per_dim.clamp(min=self.hparams.free_bits).sum() + kl_rest
         beta = self.kl_weight()
-        loss = rec_nll + beta * kl_penalised
+        loss = rec_nll + beta * kl
         if variety_weight:
             variety = terms["variety"].mean()
             variety_fde = terms["variety_fde"].mean()
-            loss = loss + variety_weight * (variety + self.hparams.get("variety_fde_weight", 0.0) * variety_fde)
+            loss = loss + variety_weight * (variety + self.hparams.variety_fde_weight * variety_fde)
             self.log_dict({"train/variety": variety, "train/variety_fde": variety_fde}, batch_size=len(batch))
         if not torch.isfinite(loss):
             raise TrainingDivergedError(
@@ -339,8 +185,8 @@ class TrajectoryCVAE(L.LightningModule):
         self.log_dict({f"val/kl_dim/{i}": v for i, v in enumerate(stats["kl_per_dim"].tolist())})
         if self.kl_weight() >= self.hparams.beta and stats["collapsed"] and not self.trainer.sanity_checking:
             log.warning("posterior collapse: the KL is below %.2f nats in every latent dimension, so z carries no "
-                        "information about the future; set model.free_bits (e.g. 0.1) or a longer "
-                        "model.kl_anneal_steps", COLLAPSE_NATS)
+                        "information about the future; try a longer model.kl_anneal_steps or a smaller "
+                        "model.beta", COLLAPSE_NATS)
 
     def test_step(self, batch: TrajectoryBatch, batch_idx: int) -> None:
         self._evaluate(batch, "test")
@@ -352,7 +198,7 @@ class TrajectoryCVAE(L.LightningModule):
         fused = all(p.device.type in ("cpu", "cuda") for p in params) or None
         optimizer = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
                                       fused=fused)
-        every = self.hparams.get("lr_decay_steps")
+        every = self.hparams.lr_decay_steps
         if every is None:  # once per epoch
             scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.hparams.lr_decay)
             return {"optimizer": optimizer, "lr_scheduler": scheduler}
@@ -360,38 +206,20 @@ class TrajectoryCVAE(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.hparams.lr_decay ** (1.0 / every))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    def _agent_frame(self, batch: TrajectoryBatch) -> tuple[TrajectoryBatch, Tensor | None, Tensor | None]:
-        """The batch in each agent's own frame, the rotation m (B, 2, 2) and the speed scale (B,) used:
-        positions p become (p - last observed) @ m / scale. Without heading_frame m is the identity; without
-        speed_frame the scale is None; with neither the batch is returned as is, m None."""
-        heading, speed = self.hparams.heading_frame, self.hparams.get("speed_frame", False)
-        if not (heading or speed):
-            return batch, None, None
-        past = batch.past
-        m = heading_rotation(past) if heading else torch.eye(2, dtype=past.dtype, device=past.device).expand(
-            past.shape[0], 2, 2)
-        scale = speed_scale(past, self.hparams.dt) if speed else None
-        to_frame = m if scale is None else m / scale[:, None, None]
-        return batch.transformed(to_frame, past[:, -1], keep_pivot=False), m, scale
-
-    def _frame_to_metres_nll(self, scale: Tensor | None) -> Tensor | float:
-        """Nats to add to an NLL of the future in the speed frame to get it in metres: -log |d frame / d world|
-        = 2 * T_pred * log(scale) (each of the T_pred points shrinks by 1 / scale along both axes)."""
-        return 0.0 if scale is None else 2 * self.hparams.pred_len * torch.log(scale)
-
-    def _decode(self, context: Tensor, z: Tensor, origin: Tensor) -> Distribution:
-        """p(y | x, z) for z with leading sample dimensions: z (..., B, D) -> event (T_pred, 2). The decoders
-        broadcast context (B, C) and origin (B, 2) against z themselves."""
-        return self.generation_net(context, z, origin)
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Checkpoints written before the networks moved into ConditionalVAE name them without `cvae.`."""
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.startswith(_NETWORKS)]:
+            state[f"cvae.{key}"] = state.pop(key)
 
     def _evaluate(self, batch: TrajectoryBatch, split: str) -> None:
         k = self.hparams.num_eval_samples
-        samples = self.sample(batch, num_samples=k)
+        samples = self.cvae.sample(batch, num_samples=k)
         cv = constant_velocity(batch.past, self.hparams.pred_len).unsqueeze(1)
-        likely = self.most_likely(batch).unsqueeze(1)
-        terms = self.elbo_terms(batch)
+        likely = self.cvae.most_likely(batch).unsqueeze(1)
+        terms = self.cvae.elbo_terms(batch)
         if split == "val" and hasattr(self, "_latent_stats"):
-            self._latent_stats.append(latent_sums(self.posterior_mean(batch), terms["kl_per_dim"]))
+            self._latent_stats.append(latent_sums(self.cvae.posterior_mean(batch), terms["kl_per_dim"]))
         per_window = {  # (B,) each
             f"min_ade_{k}": min_ade(samples, batch.future),
             f"min_fde_{k}": min_fde(samples, batch.future),
@@ -399,11 +227,11 @@ class TrajectoryCVAE(L.LightningModule):
             "ml_fde": min_fde(likely, batch.future),
             "cv_ade": min_ade(cv, batch.future),
             "cv_fde": min_fde(cv, batch.future),
-            "nelbo": terms["rec_nll"] + terms["kl_per_dim"].sum(-1) + terms["kl_rest"],
+            "nelbo": terms["nelbo"],
         }
         s = self.hparams.num_eval_importance
         if s:
-            per_window[f"nll_iwae_{s}"] = self.importance_nll(batch, s)
+            per_window[f"nll_iwae_{s}"] = self.cvae.importance_nll(batch, s)
         metrics = self.val_metrics if split == "val" else self.test_metrics
         for name, values in per_window.items():
             metrics[name].update(values)

@@ -9,9 +9,10 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from bench.eth_ucy_report import paired_validation, run_record_path, validation_table
+from bench.eth_ucy_runner import pending_runs, run_benchmark, sampling_speed, variant_overrides, worker_commands
+from bench.provenance import git_commit
 from cvae_traj import TrajectoryCVAE, predict_futures
-from cvae_traj.benchmark import (paired_validation, pending_runs, run_benchmark, run_record_path, sampling_speed,
-                                 validation_table, variant_overrides, worker_commands)
 from cvae_traj.data.tracks import read_raw_eth_ucy, validate_tracks
 from conftest import ROOT
 
@@ -32,7 +33,7 @@ def test_benchmark_smoke_on_one_fold(tmp_path, eth_ucy_root, monkeypatch):
         # Both variants train at once, each in its own benchmark process with half the cores' threads.
         results = run_benchmark(cfg)
         # A second call continues from the records: nothing is trained again and the table is the same.
-        monkeypatch.setattr("cvae_traj.benchmark.train", lambda cfg: pytest.fail("retrained a recorded run"))
+        monkeypatch.setattr("bench.eth_ucy_runner.train", lambda cfg: pytest.fail("retrained a recorded run"))
         assert run_benchmark(cfg)["variants"] == results["variants"]
         # fill adds the clustered numbers to records that lack them, from the checkpoint still at hand only.
         records = {v: run_record_path(tmp_path / "results", v, "zara1", 0) for v in ("full", "no_social")}
@@ -137,7 +138,6 @@ def test_sampling_speed_counts_agents_at_every_frame(tmp_path, eth_ucy_root):
 
 
 def test_commit_is_marked_dirty_by_code_changes_not_by_benchmark_outputs(tmp_path):
-    from cvae_traj.benchmark import git_commit
 
     def git(*args):
         subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
@@ -211,3 +211,30 @@ def test_validation_is_compared_with_the_recipe_pair_by_pair():
     lines = validation_table({"reference_variant": "full", "variants": variants})
     assert "| better | 3 | 0.1900 | 0.2100 | -0.0200 ± 0.0058 |" in "\n".join(lines)
     assert "| one | 1 | 0.2000 | 0.2100 | -0.0100 |" in "\n".join(lines) and "`full`" in lines[1]
+
+
+def test_the_unseen_scene_rule_weighs_calibration_against_kde_nll_per_fold():
+    """benchmarks/scene_shift.py's choice: the candidate wins a fold only when, over the unseen scenes both
+    ran (averaging seeds first), its calibration error is lower by at least the gain and its KDE NLL higher by
+    at most the loss; a scene only one of them ran does not count."""
+    from omegaconf import OmegaConf
+    from scene_shift import choices
+
+    rule = OmegaConf.create({"baseline": "faithful", "candidate": "clip", "min_calibration_gain": 0.02,
+                             "max_kde_nll_loss": 0.1})
+
+    def runs(*pairs):
+        return [{"calibration_error": c, "kde_nll": k} for c, k in pairs]
+
+    groups = {
+        ("eth", "hotel", "faithful"): runs((0.10, 0.0)), ("eth", "hotel", "clip"): runs((0.05, 0.05)),
+        # univ: calibration better by 0.03 but KDE NLL worse by 0.2: kept.
+        ("univ", "hotel", "faithful"): runs((0.10, 0.0)), ("univ", "hotel", "clip"): runs((0.07, 0.2)),
+        # zara1: seeds averaged (0.06), then scenes; the scene clip never ran leaves the mean alone.
+        ("zara1", "eth", "faithful"): runs((0.09, 1.0)), ("zara1", "eth", "clip"): runs((0.05, 1.0), (0.07, 1.0)),
+        ("zara1", "univ", "faithful"): runs((0.50, 9.0)),
+    }
+    table = choices(rule, groups)
+    assert "| eth | hotel | 0.050 | 0.050 | clip |" in table
+    assert "| univ | hotel | 0.030 | 0.200 | faithful |" in table
+    assert "| zara1 | eth | 0.030 | 0.000 | clip |" in table

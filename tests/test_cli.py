@@ -93,19 +93,21 @@ def test_train_in_a_relative_run_folder(tiny_train_cfg, tmp_path, monkeypatch):
 
 
 def test_non_finite_loss_stops_training_naming_the_step(tiny_train_cfg, tmp_path, monkeypatch):
-    from cvae_traj import TrajectoryCVAE
     from cvae_traj.errors import TrainingDivergedError
+    from cvae_traj.models.cvae import ConditionalVAE
     from cvae_traj.training import train
 
-    real = TrajectoryCVAE.elbo_terms
+    real, training_calls = ConditionalVAE.elbo_terms, []
 
     def poisoned(self, batch, **kwargs):
         terms = real(self, batch, **kwargs)
-        if self.training and self.global_step == 3:
-            terms["rec_nll"] = terms["rec_nll"] * float("nan")
+        if self.training:  # once per training step; validation runs in eval mode
+            training_calls.append(1)
+            if len(training_calls) == 4:  # step 3
+                terms["rec_nll"] = terms["rec_nll"] * float("nan")
         return terms
 
-    monkeypatch.setattr(TrajectoryCVAE, "elbo_terms", poisoned)
+    monkeypatch.setattr(ConditionalVAE, "elbo_terms", poisoned)
     with pytest.raises(TrainingDivergedError, match=r"loss is nan at step 3 \(epoch 0, batch 3"):
         train(tiny_train_cfg)
     assert not list(tmp_path.rglob("*.ckpt"))  # nothing saved from the broken run

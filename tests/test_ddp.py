@@ -8,7 +8,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from cvae_traj.inference import load_model
+from cvae_traj.forecast import load_model
 from cvae_traj.metrics import constant_velocity, min_ade, min_fde
 from conftest import ROOT, compose_config
 

@@ -13,14 +13,11 @@ from conftest import ROOT
 ort = pytest.importorskip("onnxruntime")  # a dev dependency: CI installs it
 
 
-@pytest.mark.parametrize("decoder, noise_order, components", [("mlp", 1, 1), ("gru", 1, 1), ("mlp", "learned", 1),
-                                                              ("mlp", 1, 3)])
-def test_onnx_sampler_reproduces_python_samples_for_fixed_noise(tmp_path, decoder, noise_order, components):
+@pytest.mark.parametrize("components", [1, 3])
+def test_onnx_sampler_reproduces_python_samples_for_fixed_noise(tmp_path, components):
     torch.manual_seed(0)
-    model = TrajectoryCVAE(social=True, heading_frame=True, speed_frame=True, decoder=decoder, latent_dim=6,
-                          hidden_dim=32, noise_order=noise_order, prior_components=components).eval()
-    if noise_order == "learned":  # a mixing matrix other than the identity it starts from
-        torch.nn.init.normal_(model.generation_net.mixing_offdiag)
+    model = TrajectoryCVAE(social=True, heading_frame=True, speed_frame=True, latent_dim=6, hidden_dim=32,
+                          prior_components=components).eval()
     session = ort.InferenceSession(str(export_onnx(model, tmp_path / "sampler.onnx")))
     for agents, neighbours, samples in [(3, 2, 4), (9, 5, 20), (1, 1, 1)]:
         inputs = example_inputs(model, agents, neighbours, samples)

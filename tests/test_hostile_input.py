@@ -7,7 +7,7 @@ import string
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cvae_traj.data.tracks import COLUMNS, load_recent_tracks, load_tracks, validate_tracks

@@ -5,15 +5,15 @@ from torch.distributions import Independent, MultivariateNormal, Normal
 
 from cvae_traj import TrajectoryBatch, TrajectoryCVAE
 from cvae_traj.models import IntegratedGaussian
-from cvae_traj.objectives import elbo_terms, importance_weighted_bound
+from cvae_traj.objectives import elbo_terms, importance_weighted_bound, mixture_kl_bound
 
 
 def test_closed_form_kl_matches_monte_carlo():
     torch.manual_seed(0)
     model = TrajectoryCVAE(latent_dim=4, prior_components=1, social=False)
     past, future = torch.randn(3, 8, 2).cumsum(1), torch.randn(3, 12, 2).cumsum(1)
-    context = model.history_encoder(past)
-    prior, posterior = model.prior_net(context), model.recognition_net(context, past, future)
+    context = model.cvae.history_encoder(past)
+    prior, posterior = model.cvae.prior_net(context), model.cvae.recognition_net(context, past, future)
     _, kl_per_dim, rest = elbo_terms(prior, posterior, lambda z: Independent(Normal(z, 1.0), 1), torch.zeros(3, 4))
     z = posterior.sample((200_000,))
     monte_carlo = (posterior.log_prob(z) - prior.log_prob(z)).mean(0)
@@ -22,8 +22,9 @@ def test_closed_form_kl_matches_monte_carlo():
 
 
 def test_mixture_prior_kl_is_an_upper_bound_tight_for_separated_components():
-    """With a mixture prior the KL is min_c KL(q || N_c) - log pi_c: never below the true KL (so the ELBO stays a
-    lower bound), and equal to it up to sampling error when q sits on one component far from the others."""
+    """mixture_kl_bound, whose closest component splits a mixture prior's sampled KL by latent dimension: min_c
+    KL(q || N_c) - log pi_c is never below the true KL, and equal to it up to sampling error when q sits on one
+    component far from the others."""
     from torch.distributions import Categorical, MixtureSameFamily
     torch.manual_seed(0)
     q = Independent(Normal(torch.tensor([[0.3, -0.2], [1.0, 1.0], [10.1, 0.0]]),
@@ -31,7 +32,7 @@ def test_mixture_prior_kl_is_an_upper_bound_tight_for_separated_components():
     locs = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.5, 1.5]]).expand(3, 3, 2)
     prior = MixtureSameFamily(Categorical(logits=torch.tensor([0.0, -1.0, 0.5]).expand(3, 3)),
                               Independent(Normal(locs, torch.full((3, 3, 2), 0.7)), 1))
-    _, kl_per_dim, rest = elbo_terms(prior, q, lambda z: Independent(Normal(z, 1.0), 1), torch.zeros(3, 2))
+    kl_per_dim, rest = mixture_kl_bound(q, prior)
     bound = kl_per_dim.sum(-1) + rest
     z = q.sample((400_000,))
     monte_carlo = (q.log_prob(z) - prior.log_prob(z)).mean(0)
@@ -42,7 +43,7 @@ def test_mixture_prior_kl_is_an_upper_bound_tight_for_separated_components():
 
 
 def test_sampled_mixture_kl_is_unbiased_and_teaches_every_component_its_share():
-    """mixture_kl="sample": log q(z) - log p(z) at the z the reconstruction used. Its mean is the true KL (the
+    """A mixture prior's KL is log q(z) - log p(z) at the z the reconstruction used. Its mean is the true KL (the
     bound sits above it where q straddles two components), and its gradient reaches the weight of every
     component in proportion to its responsibility, where the bound's reaches only the one it charges."""
     from torch.distributions import Categorical, MixtureSameFamily
@@ -58,11 +59,11 @@ def test_sampled_mixture_kl_is_unbiased_and_teaches_every_component_its_share():
 
     wide = MixtureSameFamily(Categorical(logits=logits.expand(50_000, 3)),
                              Independent(Normal(locs.expand(50_000, 3, 2), torch.full((50_000, 3, 2), 0.7)), 1))
-    _, per_dim, rest = elbo_terms(wide, rep(q), decode, torch.zeros(50_000, 2), mixture_kl="sample")
+    _, per_dim, rest = elbo_terms(wide, rep(q), decode, torch.zeros(50_000, 2))
     sampled = (per_dim.sum(-1) + rest).mean()
     z = q.sample((400_000,))
     exact = (q.log_prob(z) - prior.log_prob(z)).mean()
-    _, per_dim_b, rest_b = elbo_terms(prior, q, decode, torch.zeros(1, 2), mixture_kl="bound")
+    per_dim_b, rest_b = mixture_kl_bound(q, prior)
     assert sampled.item() == pytest.approx(exact.item(), abs=0.02)
     assert (per_dim_b.sum(-1) + rest_b).item() > exact.item() + 0.3  # the bound charges one of the two
     sampled.backward()
@@ -71,121 +72,61 @@ def test_sampled_mixture_kl_is_unbiased_and_teaches_every_component_its_share():
     assert grad[2] > 0  # the far component gives its weight up
 
 
-@pytest.mark.parametrize("order", [1, 2, "mixing"])
-def test_integrated_gaussian_is_the_cumulative_sum_gaussian(order):
-    """log p(positions) equals the exact Gaussian of (twice, for order 2) cumulatively summed noise, and draws
-    follow it: order 2 sums the scaled noise into drifting displacement deviations before summing those, a
-    mixing matrix M mixes them (deviation = M @ (scale * eps)) before the sum."""
+def test_integrated_gaussian_is_the_cumulative_sum_gaussian():
+    """log p(positions) equals the exact Gaussian of cumulatively summed noise, and draws follow it."""
     torch.manual_seed(1)
     t = 5
     origin, loc, scale = torch.randn(2), torch.randn(t, 2), torch.rand(t, 2) + 0.1
     lower = torch.tril(torch.ones(t, t))
-    mixing = torch.eye(t) + torch.tril(torch.randn(t, t), diagonal=-1)
-    if order == "mixing":
-        dist, noise_map = IntegratedGaussian(origin, loc, scale, mixing=mixing), lower @ mixing
-    else:
-        dist, noise_map = IntegratedGaussian(origin, loc, scale, order=order), lower if order == 1 else lower @ lower
+    dist = IntegratedGaussian(origin, loc, scale)
     y = dist.sample()
-    exact = [MultivariateNormal(origin[a] + lower @ loc[:, a], scale_tril=noise_map * scale[:, a]) for a in range(2)]
+    exact = [MultivariateNormal(origin[a] + lower @ loc[:, a], scale_tril=lower * scale[:, a]) for a in range(2)]
     torch.testing.assert_close(dist.log_prob(y), sum(e.log_prob(y[:, a]) for a, e in enumerate(exact)))
     torch.testing.assert_close(dist.mean, origin + loc.cumsum(0))
     draws = dist.sample((100_000,))  # (S, T, 2): the draws' covariance is the exact one
     for a, e in enumerate(exact):
         torch.testing.assert_close(torch.cov(draws[..., a].T), e.covariance_matrix, atol=0.05, rtol=0.05)
-    with pytest.raises(ValueError, match="order"):
-        IntegratedGaussian(origin, loc, scale, order=3)
-    with pytest.raises(ValueError, match="mixing"):
-        IntegratedGaussian(origin, loc, scale, mixing=mixing[:-1, :-1])
 
 
-def test_learned_noise_mixing_starts_independent_and_is_fitted():
-    """noise_order="learned" starts as order 1 (same likelihood for the same weights) and its mixing matrix is
-    trained by the likelihood: a gradient reaches exactly its below-diagonal entries."""
-    batch = TrajectoryBatch.from_past(torch.randn(3, 8, 2).cumsum(1), torch.randn(3, 12, 2).cumsum(1))
-    torch.manual_seed(0)
-    learned = TrajectoryCVAE(latent_dim=4, noise_order="learned")
-    plain = TrajectoryCVAE(latent_dim=4)
-    plain.load_state_dict({k: v for k, v in learned.state_dict().items() if "mixing" not in k})
-    nll = []
-    for model in (learned, plain):
-        torch.manual_seed(1)
-        nll.append(model.elbo_terms(batch)["rec_nll"])
-    torch.testing.assert_close(*nll)
-    nll[0].sum().backward()
-    grad = learned.generation_net.mixing_offdiag.grad
-    assert grad.abs().tril(-1).sum() > 0 and grad.triu().abs().sum() == 0
-    with pytest.raises(ValueError, match="noise_order"):
-        TrajectoryCVAE(noise_order="smooth")
-
-
-def test_noise_order_reaches_the_decoder_and_needs_the_mlp_decoder():
-    batch = TrajectoryBatch.from_past(torch.randn(3, 8, 2).cumsum(1), torch.randn(3, 12, 2).cumsum(1))
-    torch.manual_seed(0)
-    smooth = TrajectoryCVAE(latent_dim=4, noise_order=2)
-    plain = TrajectoryCVAE(latent_dim=4)
-    plain.load_state_dict(smooth.state_dict())
-    context = smooth.encode(batch)
-    z = torch.zeros(3, 4)
-    assert smooth.generation_net(context, z, batch.past[:, -1]).order == 2
-    # Same weights, same mean path, different likelihood of the same future.
-    torch.testing.assert_close(smooth.most_likely(batch), plain.most_likely(batch))
-    nll = []
-    for model in (smooth, plain):
-        torch.manual_seed(1)  # the same z from q for both
-        nll.append(model.elbo_terms(batch)["rec_nll"])
-    assert not torch.allclose(*nll)
-    with pytest.raises(ValueError, match="noise_order"):
-        TrajectoryCVAE(decoder="gru", noise_order=2)
-
-
-@pytest.mark.parametrize("decoder", ["mlp", "gru"])
-def test_decoder_min_scale_is_the_floor_of_the_decoders_noise(decoder):
+def test_decoder_min_scale_is_the_floor_of_the_decoders_noise():
     """With the learned part of the scale pushed to nothing, every step's standard deviation is the floor: the
     density at the decoder's mean path is that of 24 normals of std decoder_min_scale at their centre, so a
     standing agent's draws can be as tight as the floor allows (and no tighter)."""
     batch = TrajectoryBatch.from_past(torch.randn(3, 8, 2).cumsum(1), torch.randn(3, 12, 2).cumsum(1))
     for floor in (0.01, 0.002):
         torch.manual_seed(0)
-        model = TrajectoryCVAE(latent_dim=4, decoder=decoder, decoder_min_scale=floor)
-        head = model.generation_net.net[-1] if decoder == "mlp" else model.generation_net.head
-        last = head[-1]  # the Linear layer that gives (loc, raw scale) per step
+        model = TrajectoryCVAE(latent_dim=4, decoder_min_scale=floor)
+        last = model.cvae.generation_net.net[-1][-1]  # the Linear layer that gives (loc, raw scale) per step
         with torch.no_grad():  # raw scales (every output's last two of four) at -50: softplus ~ 0
             last.weight.view(-1, 4, last.in_features)[:, 2:].zero_()
             last.bias.view(-1, 4)[:, 2:] = -50.0
-            context = model.encode(batch)
-            p_y = model.generation_net(context, torch.randn(3, 4), batch.past[:, -1])
+            context = model.cvae.encode(batch)
+            p_y = model.cvae.generation_net(context, torch.randn(3, 4), batch.past[:, -1])
             log_density = p_y.log_prob(p_y.mean)
         expected = Normal(0.0, floor).log_prob(torch.zeros(3)) * 24
         torch.testing.assert_close(log_density, expected)
     with pytest.raises(ValueError, match="decoder_min_scale"):
         TrajectoryCVAE(decoder_min_scale=0.0)
-    with pytest.raises(ValueError, match="decoder_layers 3 needs decoder='mlp'"):
-        TrajectoryCVAE(decoder="gru", decoder_layers=3)
-    with pytest.raises(ValueError, match="at least 2 hidden layers"):
-        TrajectoryCVAE(decoder_layers=1)
 
 
-@pytest.mark.parametrize("decoder,layers", [("mlp", 2), ("mlp", 3), ("gru", 2)])
-def test_decoders_broadcast_one_context_over_several_draws_of_z(decoder, layers):
+def test_decoder_broadcasts_one_context_over_several_draws_of_z():
     """K draws of z for B agents with each agent's context and origin given once (the sampling path) give the
-    distribution of the same inputs expanded to (K, B, ...) and decoded as one flat batch, and the mlp decoder's
+    distribution of the same inputs expanded to (K, B, ...) and decoded as one flat batch, and the decoder's
     output is its layers' on [context, z]: its first layer splits its weight between the two, so a wrong split or
     a mixed-up agent would show."""
     torch.manual_seed(0)
-    model = TrajectoryCVAE(latent_dim=4, decoder=decoder, decoder_layers=layers, social=False)
-    if decoder == "mlp":  # its hidden layers and the output layer
-        assert sum(isinstance(m, torch.nn.Linear) for m in model.generation_net.modules()) == layers + 1
-    context, origin, z = torch.randn(3, model.history_encoder.out_dim), torch.randn(3, 2), torch.randn(5, 3, 4)
+    model = TrajectoryCVAE(latent_dim=4, social=False)
+    context, origin, z = torch.randn(3, model.cvae.history_encoder.out_dim), torch.randn(3, 2), torch.randn(5, 3, 4)
     y = torch.randn(5, 3, 12, 2).cumsum(2)
     with torch.no_grad():
-        broadcast = model.generation_net(context, z, origin)
-        flat = model.generation_net(context.expand(5, 3, -1).reshape(15, -1), z.reshape(15, 4),
+        broadcast = model.cvae.generation_net(context, z, origin)
+        flat = model.cvae.generation_net(context.expand(5, 3, -1).reshape(15, -1), z.reshape(15, 4),
                                     origin.expand(5, 3, -1).reshape(15, 2))
         torch.testing.assert_close(broadcast.mean, flat.mean.view(5, 3, 12, 2))
         torch.testing.assert_close(broadcast.log_prob(y), flat.log_prob(y.view(15, 12, 2)).view(5, 3))
-        if decoder == "mlp":  # and the layers as written, on the concatenated input
-            out = model.generation_net.net(torch.cat([context.expand(5, 3, -1), z], -1)).unflatten(-1, (12, 4))
-            torch.testing.assert_close(broadcast.loc, out[..., :2])
+        # and the layers as written, on the concatenated input
+        out = model.cvae.generation_net.net(torch.cat([context.expand(5, 3, -1), z], -1)).unflatten(-1, (12, 4))
+        torch.testing.assert_close(broadcast.loc, out[..., :2])
 
 
 def linear_gaussian(d_z=3, d_y=5, sigma=0.5, seed=0):
@@ -231,14 +172,14 @@ def test_model_reconstruction_term_is_the_decoder_log_likelihood():
     torch.manual_seed(0)
     model = TrajectoryCVAE(latent_dim=2, social=False, heading_frame=False)
     past = torch.randn(6, 8, 2).cumsum(1)
-    context = model.history_encoder(past)
-    z = model.prior_net(context).sample()
-    dist = model.generation_net(context, z, past[:, -1])
+    context = model.cvae.history_encoder(past)
+    z = model.cvae.prior_net(context).sample()
+    dist = model.cvae.generation_net(context, z, past[:, -1])
     at_mean = -dist.log_prob(dist.mean)
     off_mean = -dist.log_prob(dist.mean + 0.5)
     assert (at_mean < off_mean).all()
     batch = TrajectoryBatch.from_past(past, dist.mean)
-    terms = model.elbo_terms(batch)
+    terms = model.cvae.elbo_terms(batch)
     assert terms["kl_per_dim"].shape == (6, 2) and (terms["kl_per_dim"] >= 0).all()
 
 
@@ -296,14 +237,14 @@ def test_mixture_prior_draws_follow_the_mixture_and_train_its_components():
 def test_mixture_prior_model_trains_and_samples_with_its_extra_noise_channel():
     batch = TrajectoryBatch.from_past(torch.randn(6, 8, 2).cumsum(1), torch.randn(6, 12, 2).cumsum(1))
     torch.manual_seed(0)
-    model = TrajectoryCVAE(latent_dim=4, prior_components=3, mixture_kl="bound", variety_weight=3.0,
+    model = TrajectoryCVAE(latent_dim=4, prior_components=3, variety_weight=3.0,
                            variety_samples=5)
     assert model.noise_dim == 5 and TrajectoryCVAE(latent_dim=4, prior_components=1).noise_dim == 4
     loss = model.training_step(batch, 0)
     loss.backward()
-    logits_grad = model.prior_net.net[2].weight.grad[:3]
+    logits_grad = model.cvae.prior_net.net[2].weight.grad[:3]
     assert torch.isfinite(loss) and logits_grad.abs().sum() > 0  # the weights learn through the KL bound
-    terms = model.elbo_terms(batch)
+    terms = model.cvae.elbo_terms(batch)
     assert terms["kl_rest"].gt(0).all()  # -log of the chosen component's weight, below 1
     assert model.sample(batch, num_samples=7).shape == (6, 7, 12, 2)
     with pytest.raises(ValueError, match="noise_dim"):

@@ -35,6 +35,6 @@ def test_rows_sum_the_kl_and_sort_by_the_swept_value(tmp_path):
 def test_an_empty_sweep_folder_is_a_one_line_error(tmp_path):
     with pytest.raises(InputError, match="no finished runs"):
         sweep_rows(tmp_path, ["model.beta"])
-    done = subprocess.run([sys.executable, "-m", "cvae_traj.sweep", str(tmp_path), "model.beta"], cwd=ROOT,
-                          capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "cvae_traj.sweep", f"sweep_dir={tmp_path}", "keys=[model.beta]"],
+                          cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "no finished runs" in done.stderr

@@ -8,13 +8,11 @@ from torch.nn import functional as F
 from cvae_traj.models.latent import mlp
 
 
-def neighbour_features(past: Tensor, neighbours: Tensor, mask: Tensor, extended: bool = False) -> Tensor:
+def neighbour_features(past: Tensor, neighbours: Tensor, mask: Tensor) -> Tensor:
     """Per neighbour and observed step: position relative to the target's last position, position relative
-    to the target at that step, backward-difference velocity, and whether it was observed; with `extended`,
-    also both distances and the velocity relative to the target's (backward differences of each).
+    to the target at that step, backward-difference velocity, and whether it was observed.
 
-    past (B, T, 2), neighbours (B, N, T, 2), mask (B, N, T) -> (B, N, T * F), F = 7 (11 with `extended`);
-    unobserved entries are zero.
+    past (B, T, 2), neighbours (B, N, T, 2), mask (B, N, T) -> (B, N, T * 7); unobserved entries are zero.
     """
     m = mask.unsqueeze(-1).to(past.dtype)  # (B, N, T, 1)
     rel_now = (neighbours - past[:, None, -1:]) * m  # (B, N, T, 2)
@@ -22,38 +20,21 @@ def neighbour_features(past: Tensor, neighbours: Tensor, mask: Tensor, extended:
     # A backward difference needs the step and the one before it observed; none at the first step.
     both = torch.cat([torch.zeros_like(m[:, :, :1]), m[:, :, 1:] * m[:, :, :-1]], 2)  # (B, N, T, 1)
     vel = torch.diff(neighbours, dim=2, prepend=neighbours[:, :, :1]) * both
-    features = [rel_now, rel_same_step, vel, m]
-    if extended:  # distances, and velocity relative to the target's at the same step
-        own = torch.diff(past, dim=1, prepend=past[:, :1])[:, None]  # (B, 1, T, 2)
-        features += [rel_now.norm(dim=-1, keepdim=True), rel_same_step.norm(dim=-1, keepdim=True),
-                     (vel - own) * both]
-    return torch.cat(features, dim=-1).flatten(2)  # (B, N, T * F)
+    return torch.cat([rel_now, rel_same_step, vel, m], dim=-1).flatten(2)  # (B, N, T * 7)
 
 
 class SocialEncoder(nn.Module):
     """Masked multi-head attention: the target's history embedding queries its neighbours' embeddings.
 
     A learned "nobody" token is always attendable, so agents without neighbours get a well-defined context.
-
-    With rounds > 1 the target asks again: each further round's query is the previous query plus what was
-    found (layer-normalised), its own attention over the same neighbour embeddings, and its result added to
-    the output, so a second look can depend on the first (who is ahead, then how they move).
     """
 
-    def __init__(self, obs_len: int, query_dim: int, hidden_dim: int = 64, num_heads: int = 4,
-                 extended: bool = False, rounds: int = 1) -> None:
+    def __init__(self, obs_len: int, query_dim: int, hidden_dim: int = 64, num_heads: int = 4) -> None:
         super().__init__()
-        if rounds < 1:
-            raise ValueError(f"rounds must be at least 1, got {rounds!r}")
-        self.extended = extended
-        self.embed = mlp(obs_len * (11 if extended else 7), hidden_dim, hidden_dim)
+        self.embed = mlp(obs_len * 7, hidden_dim, hidden_dim)
         self.query = nn.Linear(query_dim, hidden_dim)
         self.nobody = nn.Parameter(torch.zeros(1, 1, hidden_dim))
         self.attention = nn.MultiheadAttention(hidden_dim, num_heads, batch_first=True)
-        # Rounds after the first (none by default: the same modules and checkpoints as before the option).
-        self.more_attention = nn.ModuleList(nn.MultiheadAttention(hidden_dim, num_heads, batch_first=True)
-                                            for _ in range(rounds - 1))
-        self.norms = nn.ModuleList(nn.LayerNorm(hidden_dim) for _ in range(rounds - 1))
         self.out_dim = hidden_dim
         # Embed and project only the slots that hold a neighbour (False: every slot, as nn.MultiheadAttention
         # does; the same result, slower on crowded batches, and what an exported graph always computes).
@@ -65,32 +46,22 @@ class SocialEncoder(nn.Module):
         present = mask.any(dim=-1)  # (B, N): slots that hold a neighbour, the rest is padding
         query = self.query(history)  # (B, H)
         if not self.pack_neighbours or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export():
-            features = neighbour_features(past, neighbours, mask, self.extended)
+            features = neighbour_features(past, neighbours, mask)
             keys = torch.cat([self.nobody.expand(b, 1, -1), self.embed(features)], 1)
             absent = torch.cat([mask.new_zeros(b, 1), ~present], dim=1)  # (B, 1 + N): padding slots
-
-            def attend(attention: nn.MultiheadAttention, q: Tensor) -> Tensor:
-                out, _ = attention(q.unsqueeze(1), keys, keys, key_padding_mask=absent, need_weights=False)
-                return out.squeeze(1)  # (B, hidden_dim)
-        else:
-            owner, slot = present.nonzero(as_tuple=True)  # (M,) each: the M neighbours present in the batch
-            features = neighbour_features(past[owner], neighbours[owner, slot, None], mask[owner, slot, None],
-                                          self.extended).squeeze(1)  # (M, T * F)
-            hidden = F.relu(self.embed[0](features))  # (M, E)
-            e = hidden.new_zeros(*present.shape, hidden.shape[-1]).index_put((owner, slot), hidden)  # padding 0
-
-            def attend(attention: nn.MultiheadAttention, q: Tensor) -> Tensor:
-                return self._attend_present(attention, q, e, present)
-        out = attend(self.attention, query)
-        for attention, norm in zip(self.more_attention, self.norms):
-            query = norm(query + out)
-            out = out + attend(attention, query)
-        return out
+            out, _ = self.attention(query.unsqueeze(1), keys, keys, key_padding_mask=absent, need_weights=False)
+            return out.squeeze(1)  # (B, hidden_dim)
+        owner, slot = present.nonzero(as_tuple=True)  # (M,) each: the M neighbours present in the batch
+        features = neighbour_features(past[owner], neighbours[owner, slot, None],
+                                      mask[owner, slot, None]).squeeze(1)  # (M, T * 7)
+        hidden = F.relu(self.embed[0](features))  # (M, E)
+        e = hidden.new_zeros(*present.shape, hidden.shape[-1]).index_put((owner, slot), hidden)  # padding 0
+        return self._attend_present(self.attention, query, e, present)
 
     def _attend_present(self, att: nn.MultiheadAttention, query: Tensor, e: Tensor, present: Tensor) -> Tensor:
         """`att`'s computation (query (B, H) over the neighbours' embedding hidden layers e (B, N, E), zero in
-        padding) over the slots that hold a neighbour, refactored so that each of them costs one linear layer
-        (run once for all rounds, by forward): a batch is padded to its most crowded window (UNIV's have up to
+        padding) over the slots that hold a neighbour, refactored so that each of them costs one linear layer:
+        a batch is padded to its most crowded window (UNIV's have up to
         ~80 neighbours, most others a few), and padded slots are masked out anyway. Same parameters, same result
         up to float rounding.
 

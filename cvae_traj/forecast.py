@@ -1,35 +1,39 @@
-"""Loading a trained model and sampling futures for the agents of a track table."""
+"""From a checkpoint and a track table to futures: load_model, predict_futures / iter_futures, and predict(cfg),
+what predict.py runs (table -> current agents -> batches -> model -> futures -> file)."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
+from typing import Iterator, Mapping
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
+from omegaconf import DictConfig
 
-from cvae_traj.batch import TrajectoryBatch
-from cvae_traj.data.tracks import TimeUnit, TrackTable, validate_tracks
-from cvae_traj.data.windows import Windows, make_windows
+from cvae_traj.data.current import FrameAgents, current_windows, frame_to_step
+from cvae_traj.data.tracks import TimeUnit, TrackTable, load_recent_tracks, validate_tracks
 from cvae_traj.errors import CheckpointError, InputError
-from cvae_traj.io import atomic_path
+from cvae_traj.io import check_output_path, write_futures
+from cvae_traj.plotting import plot_futures, save_figure
 from cvae_traj.system import TrajectoryCVAE
 
+log = logging.getLogger(__name__)
 # Options whose default changed after checkpoints were written without them: the value those were trained with.
-LEGACY_HPARAMS = {"prior_components": 1, "mixture_kl": "bound"}
-# weight: the probability mass a future stands for (1/K for K faithful draws; a cluster's share of the draws
-# for representatives); the weights of an agent's K futures sum to 1.
-FUTURE_COLUMNS = ("agent_id", "sample", "step", "frame", "x", "y", "weight")
-OUTPUT_FORMATS = {".csv": "CSV", ".parquet": "Parquet"}
+LEGACY_HPARAMS = {"prior_components": 1}
+# Options retired after their screens (benchmarks/HISTORY.md), with the one value today's model still builds. A
+# checkpoint that holds another cannot be rebuilt as it was trained. mixture_kl changed only the training loss
+# (None: any value loads).
+RETIRED_HPARAMS = {"decoder": "mlp", "noise_order": 1, "decoder_layers": 2, "social_radius": None,
+                   "social_extended": False, "social_rounds": 1, "free_bits": None, "mixture_kl": None}
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> TrajectoryCVAE:
     """A TrajectoryCVAE from a checkpoint, in eval mode; CheckpointError if that is not what the file holds.
 
     Loading uses torch's weights_only unpickler, so a checkpoint cannot execute code when it is read. A
-    checkpoint written before an option existed is built with the value it was trained with (LEGACY_HPARAMS).
+    checkpoint written before an option existed is built with the value it was trained with (LEGACY_HPARAMS);
+    one trained with a retired option at another value than the one left is refused (RETIRED_HPARAMS).
     """
     path = Path(path)
     if not path.is_file():
@@ -40,7 +44,13 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Tr
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(err)})") from None
     if not isinstance(content, dict) or not {"state_dict", "hyper_parameters"} <= content.keys():
         raise CheckpointError(f"{path}: not a Lightning checkpoint with hyper-parameters and weights")
-    legacy = {k: v for k, v in LEGACY_HPARAMS.items() if k not in content["hyper_parameters"]}
+    hparams = content["hyper_parameters"]
+    retired = [f"{k}={hparams[k]!r}" for k, v in RETIRED_HPARAMS.items()
+               if v is not None and k in hparams and hparams[k] != v]
+    if retired:
+        raise CheckpointError(f"{path}: trained with {', '.join(retired)}, an option this version of cvae_traj no "
+                              f"longer has; train the model again")
+    legacy = {k: v for k, v in LEGACY_HPARAMS.items() if k not in hparams}
     try:
         model = TrajectoryCVAE.load_from_checkpoint(path, map_location=map_location, weights_only=True, **legacy)
     except (KeyError, TypeError, RuntimeError) as err:
@@ -51,19 +61,6 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Tr
         raise CheckpointError(f"{path}: non-finite weights in {', '.join(broken[:3])}"
                               + (f" and {len(broken) - 3} more" if len(broken) > 3 else ""))
     return model.eval()
-
-
-def current_windows(table: TrackTable, obs_len: int, at_step: int) -> Windows:
-    """Windows of the agents whose last `obs_len` positions are consecutive and end at `at_step`.
-
-    Neighbours come from the same observed steps, so rows after `at_step` never reach the model.
-    """
-    observed = table.select_steps(at_step - obs_len + 1, at_step)
-    windows = make_windows(observed, obs_len, 0)
-    if len(windows) == 0:
-        raise InputError(f"{table.source}: no agent has {obs_len} consecutive positions ending at frame "
-                         f"{table.frames(at_step):g}")
-    return windows
 
 
 def predict_futures(
@@ -123,47 +120,6 @@ def iter_futures(
     return _sample_batches(model, table, present, at_step, num_samples, size, cluster_from)
 
 
-class FrameAgents:
-    """The agents present in the observed steps of windows that all end at one step (`current_windows`), as one
-    array, so that a batch is gathered from it: every window's neighbours are the same agents, all but itself.
-    A batch equals `windows.batch` of the same windows (tested), without looking neighbours up per window."""
-
-    def __init__(self, tracks: np.ndarray, row: np.ndarray, agent: np.ndarray) -> None:
-        self.tracks = tracks  # (A, T_obs, 2) float32, NaN where absent; agents ascending, as Windows orders them
-        self.row = row  # (W,): each window's agent among them
-        self.agent = agent  # (W,): each window's agent in its table
-
-    @classmethod
-    def gather(cls, windows: Windows) -> FrameAgents:
-        index = windows.index  # built on the observed steps only, so its dense steps are 0 .. T_obs - 1
-        agents, inverse = np.unique(index.agent, return_inverse=True)
-        tracks = np.full((len(agents), windows.obs_len, 2), np.nan, dtype=np.float32)
-        tracks[inverse.reshape(-1), index.step_dense] = index.xy
-        return cls(tracks, np.searchsorted(agents, windows.agent), windows.agent)
-
-    def __len__(self) -> int:
-        return len(self.row)
-
-    @property
-    def crowd(self) -> int:
-        """Neighbours of each window."""
-        return len(self.tracks) - 1
-
-    def batch(self, indices: np.ndarray) -> TrajectoryBatch:
-        row = self.row[indices]
-        slot = np.arange(self.crowd)
-        others = slot[None] + (slot[None] >= row[:, None])  # (B, A - 1): every agent but the target, ascending
-        neigh = self.tracks[others]
-        mask = ~np.isnan(neigh[..., 0])
-        past = self.tracks[row]
-        return TrajectoryBatch(
-            past=torch.from_numpy(past),
-            future=torch.from_numpy(past[:, :0]),
-            neighbours=torch.from_numpy(np.where(mask[..., None], neigh, np.float32(0.0))),
-            neighbour_mask=torch.from_numpy(mask),
-        )
-
-
 @torch.no_grad()
 def _sample_batches(model: TrajectoryCVAE, table: TrackTable, present: FrameAgents, at_step: int, num_samples: int,
                     batch_size: int, cluster_from: int | None) -> Iterator[pd.DataFrame]:
@@ -190,56 +146,35 @@ def _sample_batches(model: TrajectoryCVAE, table: TrackTable, present: FrameAgen
         })  # in FUTURE_COLUMNS' order (naming columns= as well makes pandas reindex: slower)
 
 
-def frame_to_step(table: TrackTable, frame: float | None) -> int:
-    """The grid step of a frame of the table (None: its last frame)."""
-    if frame is None:
-        return int(table.step.max())
-    grid = (float(frame) - table.frame0) / table.frame_step
-    if abs(grid - round(grid)) > 1e-3 or not table.step.min() <= round(grid) <= table.step.max():
-        raise InputError(f"{table.source}: at_frame {frame:g} is not a frame of the table")
-    return int(round(grid))
+def predict(cfg: DictConfig) -> Path:
+    """Sample cfg.num_samples futures per current agent of cfg.input and write them to cfg.output.
 
-
-def check_output_path(path: str | Path) -> Path:
-    """Refuse an output format we cannot write before any work is done."""
-    path = Path(path)
-    if path.suffix.lower() not in OUTPUT_FORMATS:
-        raise InputError(f"{path}: output must end in {' or '.join(OUTPUT_FORMATS)}")
-    return path
-
-
-def write_futures(futures: pd.DataFrame | Iterable[pd.DataFrame], path: str | Path) -> int:
-    """Write futures as CSV or Parquet (by extension), atomically; returns the number of rows written.
-
-    `futures` may be one data frame or an iterable of them (as `iter_futures` gives), written as they come:
-    if the iterable fails part way, the target is left as it was.
+    The input is read in chunks of cfg.chunk_rows rows, keeping only the frames the forecast uses, and the
+    futures are sampled and written cfg.batch_size agents at a time, so neither the table nor the futures
+    need to fit in memory (except with plot=true, which draws all futures). Everything is checked before
+    the first batch is sampled, and the output only appears once complete, so bad input leaves none behind.
     """
-    path = check_output_path(path)
-    chunks = [futures] if isinstance(futures, pd.DataFrame) else futures
-    rows = 0
-    with atomic_path(path) as tmp:
-        if path.suffix.lower() == ".parquet":
-            writer = None
-            try:
-                for chunk in chunks:
-                    part = pa.Table.from_pandas(chunk, preserve_index=False)
-                    writer = writer or pq.ParquetWriter(tmp, part.schema)
-                    writer.write_table(part)
-                    rows += len(chunk)
-                if writer is None:
-                    pd.DataFrame(columns=list(FUTURE_COLUMNS)).to_parquet(tmp, index=False)
-            finally:
-                if writer is not None:
-                    writer.close()
-        else:
-            with open(tmp, "w", newline="") as f:
-                header = True
-                for chunk in chunks:
-                    chunk.to_csv(f, index=False, header=header)
-                    header, rows = False, rows + len(chunk)
-                if header:
-                    f.write(",".join(FUTURE_COLUMNS) + "\n")
-    return rows
+    output = check_output_path(cfg.output)
+    model = load_model(cfg.ckpt_path)
+    table = load_recent_tracks(cfg.input, model.hparams.obs_len, model.hparams.pred_len, at_frame=cfg.at_frame,
+                               chunk_rows=cfg.chunk_rows, columns=dict(cfg.columns), time_unit=cfg.time_unit,
+                               frame_step=cfg.frame_step, dt=model.hparams.dt)
+    torch.manual_seed(cfg.seed)
+    futures = iter_futures(model, table, num_samples=cfg.num_samples, at_frame=cfg.at_frame,
+                           batch_size=cfg.batch_size, cluster_from=cfg.get("cluster_from"))
+    figure = None
+    if cfg.plot:
+        futures = list(futures)
+        figure = plot_futures(table, pd.concat(futures, ignore_index=True), frame_to_step(table, cfg.at_frame),
+                              model.hparams.obs_len)
+    rows = write_futures(futures, output)
+    agents = rows // (cfg.num_samples * model.hparams.pred_len)
+    log.info("wrote %d futures of %d agents to %s", cfg.num_samples, agents, output)
+    if figure is not None:
+        plot_path = Path(cfg.plot_path) if cfg.plot_path else output.with_suffix(".png")
+        save_figure(figure, plot_path)
+        log.info("wrote plot to %s", plot_path)
+    return output
 
 
 def _first_line(err: BaseException) -> str:

@@ -1,0 +1,1 @@
+"""What the benchmark scripts share: the ETH/UCY runner and its tables, and the provenance of every record."""

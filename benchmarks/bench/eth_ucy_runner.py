@@ -1,0 +1,272 @@
+"""The ETH/UCY benchmark: train every (variant, scene, seed), test once, and tabulate as PROTOCOL.md asks.
+
+Each run is `train(cfg)` on the project's own train config, so checkpoint choice is on validation only and
+the test split is read once per run, at its end. Constant velocity is computed in the same test pass, on
+the same windows.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra import compose
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from bench.eth_ucy_report import collect, markdown_table, reliability_curves, run_record_path
+from bench.provenance import git_commit, hardware
+from cvae_traj.baselines import GaussianConstantVelocity
+from cvae_traj.data.eth_ucy import SCENES
+from cvae_traj.data.tracks import read_raw_eth_ucy, validate_tracks
+from cvae_traj.errors import CvaeTrajError, InputError
+from cvae_traj.evaluation import evaluate_best_of_k, evaluate_likelihood, evaluate_samples
+from cvae_traj.forecast import load_model, predict_futures
+from cvae_traj.io import atomic_path, write_json
+from cvae_traj.plotting import plot_reliability, save_figure
+from cvae_traj.training import train
+
+
+log = logging.getLogger(__name__)
+# What a shipped checkpoint keeps: enough for TrajectoryCVAE.load_from_checkpoint, nothing to resume training.
+SHIPPED_KEYS = ("state_dict", "hyper_parameters", "pytorch-lightning_version", "epoch", "global_step")
+
+
+def run_benchmark(cfg: DictConfig) -> dict:
+    """Train and test each (variant, scene, seed) not yet recorded, then tabulate every recorded run.
+
+    Each finished run leaves a small JSON record in `<output_dir>/runs/`, committed with the results, so the
+    benchmark can be continued across sessions; `fresh=true` retrains runs that already have a record.
+    """
+    out_dir = Path(cfg.output_dir)
+    jobs = pending_runs(cfg)
+    if cfg.workers > 1 and not cfg.report_only:
+        run_in_workers(cfg, jobs)
+        jobs = []
+    for variant, seed, scene in jobs:
+        run_dir = Path(cfg.runs_dir) / variant / scene / f"seed{seed}"
+        overrides = [*cfg.train_overrides, *variant_overrides(cfg, variant, scene), f"data.scene={scene}",
+                     f"seed={seed}", f"paths.output_dir={run_dir}", f"paths.data_dir={cfg.data_dir}"]
+        log.info("training %s / %s / seed %d", variant, scene, seed)
+        train_cfg = compose(config_name="train", overrides=overrides)
+        metrics = train(train_cfg)
+        start = time.perf_counter()
+        best = run_dir / metrics["best_checkpoint"]
+        metrics["likelihood"] = likelihood_on_test(train_cfg, best, cfg.likelihood, seed)
+        metrics["likelihood_seconds"] = round(time.perf_counter() - start, 2)
+        if cfg.clustered.cluster_from:
+            metrics["clustered"] = clustered_on_test(train_cfg, best, cfg.clustered.cluster_from, seed)
+        metrics["naive"] = naive_on_test(train_cfg, cfg.likelihood, seed)
+        if cfg.passes:
+            metrics["passes"] = passes_on_test(train_cfg, best, cfg.passes, cfg.clustered.cluster_from)
+        if variant == cfg.speed_variant and seed == cfg.ship_seed and cfg.checkpoints_dir:
+            ship_checkpoint(best, Path(cfg.checkpoints_dir) / f"{scene}.ckpt")
+        commit = git_commit(outputs=(str(cfg.output_dir), str(cfg.checkpoints_dir or cfg.output_dir)))
+        write_json({"variant": variant, "scene": scene, "seed": seed, "commit": commit,
+                    "hardware": hardware(cfg.runs_at_once), "overrides": overrides, **metrics},
+                   run_record_path(out_dir, variant, scene, seed))
+    if cfg.clustered.fill:
+        fill_clustered(cfg)
+    if cfg.naive_fill:
+        fill_naive(cfg)
+    if not cfg.tabulate:
+        return {}
+    results = collect(cfg)
+    if cfg.speed_variant in cfg.variants and cfg.checkpoints_dir and (Path(cfg.checkpoints_dir) / "univ.ckpt").is_file():
+        results["sampling"] = sampling_speed(Path(cfg.checkpoints_dir) / "univ.ckpt", Path(cfg.data_dir) / "eth_ucy",
+                                             "univ", cfg.speed_repeats)
+    write_json(results, out_dir / "eth_ucy.json")
+    with atomic_path(out_dir / "eth_ucy.md") as tmp:
+        tmp.write_text(markdown_table(results))
+    curves = reliability_curves(results["variants"].get(cfg.speed_variant, {}).get("scenes", {}))
+    if curves:
+        save_figure(plot_reliability(curves), out_dir / "reliability.png")
+    return results
+
+
+def variant_overrides(cfg: DictConfig, variant: str, scene: str) -> list[str]:
+    """A variant's training overrides on one fold: its `ablations` entry, then its `fold_ablations` entry for
+    that fold, if any (a piece chosen per fold on validation, as benchmarks/scene_shift.py does)."""
+    per_fold = cfg.get("fold_ablations") or {}
+    return [*cfg.ablations[variant], *(per_fold.get(variant) or {}).get(scene, [])]
+
+
+def pending_runs(cfg: DictConfig) -> list[tuple[str, int, str]]:
+    """(variant, seed, scene) of the runs to train: those without a record, or all with fresh=true.
+
+    Seed-major order: every scene of the first seed finishes (and ships its model) before the next seed.
+    """
+    jobs = []
+    for variant, seed, scene in itertools.product(cfg.variants, cfg.seeds, cfg.scenes):
+        record = run_record_path(Path(cfg.output_dir), variant, scene, seed)
+        if record.is_file() and not cfg.fresh:
+            log.info("kept %s / %s / seed %d from %s", variant, scene, seed, record)
+        elif cfg.report_only:
+            log.info("not run yet: %s / %s / seed %d", variant, scene, seed)
+        else:
+            jobs.append((variant, seed, scene))
+    return jobs
+
+
+# Rough relative cost of a run per fold (training on the other four scenes, then the likelihood pass on the
+# fold's test windows), so that the longest runs start first when runs share the CPU.
+_FOLD_COST = {"univ": 5, "eth": 4, "hotel": 4, "zara1": 3, "zara2": 3}
+
+
+def worker_commands(cfg: DictConfig, jobs: list[tuple[str, int, str]]) -> list[list[str]]:
+    """One benchmark command per pending run, longest first, each one thread's share of the CPU cores."""
+    base = [a for a in cfg.argv if a.split("=", 1)[0].lstrip("+~") not in _WORKER_KEYS]
+    ordered = sorted(jobs, key=lambda job: -_FOLD_COST.get(job[2], 0))
+    return [[sys.executable, str(cfg.script), *base, f"variants=[{variant}]", f"seeds=[{seed}]", f"scenes=[{scene}]",
+             "fresh=true", "tabulate=false", "workers=1", f"runs_at_once={cfg.workers}"]
+            for variant, seed, scene in ordered]
+
+
+_WORKER_KEYS = {"variants", "seeds", "scenes", "fresh", "tabulate", "workers", "runs_at_once", "report_only",
+                "clustered.fill", "naive_fill"}
+
+
+def run_in_workers(cfg: DictConfig, jobs: list[tuple[str, int, str]]) -> None:
+    """Run the pending runs as separate processes, cfg.workers at a time, each with cpu_count // workers torch
+    threads: on a small CPU two one-thread runs finish nearly twice as fast as two two-thread runs in turn."""
+    if not cfg.script:
+        raise CvaeTrajError("workers > 1 starts the benchmark script once per run: set `script` to its path")
+    env = os.environ | {var: str(max(1, (os.cpu_count() or 1) // cfg.workers))
+                        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    logs = Path(cfg.runs_dir) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+
+    def run(command: list[str]) -> tuple[str, int]:
+        name = "_".join(a.split("=", 1)[1].strip("[]") for a in command
+                        if a.startswith(("variants=", "scenes=", "seeds=")))
+        with open(logs / f"{name}.log", "w") as out:
+            log.info("started %s (log: %s)", name, out.name)
+            code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+        log.info("finished %s: exit %d", name, code)
+        return name, code
+
+    with ThreadPoolExecutor(cfg.workers) as pool:
+        failed = [name for name, code in pool.map(run, worker_commands(cfg, jobs)) if code]
+    if failed:
+        raise CvaeTrajError(f"benchmark runs failed: {', '.join(failed)} (their logs are in {logs})")
+
+
+def likelihood_on_test(train_cfg: DictConfig, ckpt: Path, settings: DictConfig, seed: int) -> dict:
+    """Likelihood and calibration of the selected checkpoint on the run's test windows (evaluate_likelihood)."""
+    datamodule = instantiate(train_cfg.data)
+    return evaluate_likelihood(load_model(ckpt), datamodule, "test", num_importance=settings.num_importance,
+                               kde_samples=settings.kde_samples, calibration_samples=settings.calibration_samples,
+                               calibration_levels=tuple(settings.calibration_levels), seed=seed)
+
+
+def naive_on_test(train_cfg: DictConfig, settings: DictConfig, seed: int) -> dict:
+    """The calibrated naive baseline (baselines.GaussianConstantVelocity: spread fitted on the fold's training
+    windows, scaled on its validation windows) scored on the run's test windows as the model's draws are."""
+    datamodule = instantiate(train_cfg.data)
+    baseline = GaussianConstantVelocity.fit(datamodule.windows("train"), datamodule.windows("val"))
+    metrics = evaluate_samples(baseline, datamodule.windows("test"), kde_samples=settings.kde_samples,
+                               calibration_samples=settings.calibration_samples,
+                               calibration_levels=tuple(settings.calibration_levels), seed=seed)
+    return metrics | {"sigma": baseline.sigma.tolist(), "factor": baseline.factor}
+
+
+def passes_on_test(train_cfg: DictConfig, ckpt: Path, passes: int, cluster_from: int | None) -> dict:
+    """Best-of-20 on the run's test windows over `passes` sampling passes (seeds 0 .. passes - 1), of faithful
+    draws and of representatives of `cluster_from` draws: best-of-K is itself random (PROTOCOL.md)."""
+    model, datamodule = load_model(ckpt), instantiate(train_cfg.data)
+    out = {}
+    for kind, m in (("faithful", None), ("representatives", cluster_from)):
+        if kind == "representatives" and not m:
+            continue
+        runs = [evaluate_best_of_k(model, datamodule, "test", cluster_from=m, seed=p) for p in range(passes)]
+        out[kind] = {k: [r[k] for r in runs] for k in ("min_ade_20", "min_fde_20")} | {"cluster_from": m}
+    return out
+
+
+def fill_naive(cfg: DictConfig) -> None:
+    """Add the calibrated naive baseline to the configured runs' records that lack it (it needs no checkpoint)."""
+    for variant, seed, scene in itertools.product(cfg.variants, cfg.seeds, cfg.scenes):
+        path = run_record_path(Path(cfg.output_dir), variant, scene, seed)
+        record = json.loads(path.read_text()) if path.is_file() else None
+        if record is None or "naive" in record:
+            continue
+        log.info("naive baseline for %s / %s / seed %d", variant, scene, seed)
+        train_cfg = compose(config_name="train", overrides=record["overrides"])
+        record["naive"] = naive_on_test(train_cfg, cfg.likelihood, seed) | {"commit": git_commit(
+            outputs=(str(cfg.output_dir), str(cfg.checkpoints_dir or cfg.output_dir)))}
+        write_json(record, path)
+
+
+def clustered_on_test(train_cfg: DictConfig, ckpt: Path, cluster_from: int, seed: int) -> dict:
+    """Best-of-20 on the run's test windows of 20 representatives of `cluster_from` draws clustered by final
+    position: a labelled variant beside the headline (PROTOCOL.md), never the headline."""
+    return evaluate_best_of_k(load_model(ckpt), instantiate(train_cfg.data), "test", cluster_from=cluster_from,
+                              seed=seed)
+
+
+def fill_clustered(cfg: DictConfig) -> None:
+    """Add the clustered best-of-20 to the records of the configured runs that lack it and whose selected
+    checkpoint is still at hand: in the run's directory, or shipped (the ship seed of the speed variant)."""
+    commit = git_commit(outputs=(str(cfg.output_dir), str(cfg.checkpoints_dir or cfg.output_dir)))
+    for variant, seed, scene in itertools.product(cfg.variants, cfg.seeds, cfg.scenes):
+        path = run_record_path(Path(cfg.output_dir), variant, scene, seed)
+        record = json.loads(path.read_text()) if path.is_file() else None
+        if record is None or "clustered" in record:
+            continue
+        candidates = [Path(cfg.runs_dir) / variant / scene / f"seed{seed}" / record["best_checkpoint"]]
+        if variant == cfg.speed_variant and seed == cfg.ship_seed and cfg.checkpoints_dir:
+            candidates.append(Path(cfg.checkpoints_dir) / f"{scene}.ckpt")
+        ckpt = next((c for c in candidates if c.is_file()), None)
+        if ckpt is None:
+            log.info("no checkpoint left for %s / %s / seed %d: not clustered", variant, scene, seed)
+            continue
+        train_cfg = compose(config_name="train", overrides=record["overrides"])
+        log.info("clustering %s / %s / seed %d from %s", variant, scene, seed, ckpt)
+        # With the thread count the run itself had, so the draws and the k-means are those it would have made:
+        # k-means assignments turn float rounding into visible differences.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(record.get("hardware", {}).get("torch_threads", threads))
+        try:
+            clustered = clustered_on_test(train_cfg, ckpt, cfg.clustered.cluster_from, seed)
+        finally:
+            torch.set_num_threads(threads)
+        record["clustered"] = clustered | {"commit": commit, "checkpoint": str(ckpt)}
+        write_json(record, path)
+
+
+def sampling_speed(ckpt: Path, root: Path, scene: str = "univ", repeats: int = 1, cluster_from: int | None = None
+                   ) -> dict:
+    """Milliseconds per agent for 20 futures through predict_futures, at every frame of a scene's test set
+    (faithful draws, or with cluster_from=M 20 representatives of M draws)."""
+    model = load_model(ckpt)
+    tables = [validate_tracks(read_raw_eth_ucy(root / f"all_data/{r}.txt"), source=r, frame_step=10)
+              for r in SCENES[scene]]
+    best, agents = float("inf"), 0
+    for _ in range(repeats):
+        start, agents = time.perf_counter(), 0
+        for table in tables:
+            for step in np.unique(table.step):
+                try:
+                    futures = predict_futures(model, table, num_samples=20, at_frame=table.frames(step),
+                                              cluster_from=cluster_from)
+                except InputError:  # no agent with a full history at this frame
+                    continue
+                agents += futures["agent_id"].nunique()
+        best = min(best, time.perf_counter() - start)
+    return {"ms_per_agent": 1000 * best / agents, "agents": agents, "seconds": best, "scene": scene,
+            "threads": torch.get_num_threads(), "checkpoint": str(ckpt), "cluster_from": cluster_from}
+
+
+def ship_checkpoint(source: Path, dest: Path) -> None:
+    """A pretrained model for the repository: weights and hyper-parameters, no optimiser state."""
+    full = torch.load(source, weights_only=True)
+    with atomic_path(dest) as tmp:
+        torch.save({key: full[key] for key in SHIPPED_KEYS}, tmp)

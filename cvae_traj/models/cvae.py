@@ -1,0 +1,201 @@
+"""The conditional VAE over future tracks as a plain nn.Module: its networks, the agent frame, the ELBO terms,
+sampling and the importance-weighted bound. Training (cvae_traj.system), export and inference all use it.
+
+    log p(y|x) >= E_{q(z|x,y)}[log p(y|x,z)] - KL(q(z|x,y) || p(z|x))
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from cvae_traj.batch import TrajectoryBatch
+from cvae_traj.clustering import cluster_futures
+from cvae_traj.metrics import min_ade, min_fde
+from cvae_traj.models.decoder import TrajectoryDecoder
+from cvae_traj.models.frame import heading_rotation, speed_scale, to_world
+from cvae_traj.models.history_encoder import HistoryEncoder
+from cvae_traj.models.latent import PriorNet, RecognitionNet, prior_draw
+from cvae_traj.models.social_encoder import SocialEncoder
+from cvae_traj.objectives import elbo_terms, importance_weighted_bound
+
+
+class ConditionalVAE(nn.Module):
+    """x (the past track and its neighbours) -> context; prior net p(z|x), recognition net q(z|x,y) and
+    generation net p(y|x,z) on that context, in each agent's own frame. TrajectoryCVAE's docstring describes
+    the arguments."""
+
+    def __init__(self, obs_len: int = 8, pred_len: int = 12, dt: float = 0.4, hidden_dim: int = 64,
+                 latent_dim: int = 32, prior_components: int = 8, social: bool = True,
+                 decoder_min_scale: float = 0.002, heading_frame: bool = True, speed_frame: bool = False) -> None:
+        super().__init__()
+        if not decoder_min_scale > 0:
+            raise ValueError(f"decoder_min_scale must be positive (the decoder's smallest standard deviation), got "
+                             f"{decoder_min_scale!r}")
+        self.obs_len, self.pred_len, self.dt, self.latent_dim = obs_len, pred_len, dt, latent_dim
+        self.prior_components, self.heading_frame, self.speed_frame = prior_components, heading_frame, speed_frame
+        self.history_encoder = HistoryEncoder(hidden_dim)
+        context_dim = self.history_encoder.out_dim
+        self.social_encoder = SocialEncoder(obs_len, hidden_dim, hidden_dim) if social else None
+        if social:
+            context_dim += self.social_encoder.out_dim
+        self.prior_net = PriorNet(context_dim, latent_dim, hidden_dim, components=prior_components)
+        self.recognition_net = RecognitionNet(context_dim, latent_dim, hidden_dim)
+        self.generation_net = TrajectoryDecoder(context_dim, latent_dim, pred_len, hidden_dim,
+                                                min_scale=decoder_min_scale)
+
+    def forward(self, batch: TrajectoryBatch | Tensor, num_samples: int = 20) -> Tensor:
+        return self.sample(batch, num_samples=num_samples)
+
+    @property
+    def noise_dim(self) -> int:
+        """Standard normal channels per draw of z (sample_from_noise): the latent's, and one that picks a mixture
+        prior's component."""
+        return self.latent_dim + (1 if self.prior_components > 1 else 0)
+
+    def encode(self, batch: TrajectoryBatch) -> Tensor:
+        """The context x that conditions all three nets: (B, C)."""
+        if batch.past.shape[1] != self.obs_len:
+            raise ValueError(f"this model observes {self.obs_len} steps, got past of shape {tuple(batch.past.shape)}")
+        history = self.history_encoder(batch.past)  # (B, H)
+        if self.social_encoder is None:
+            return history
+        social = self.social_encoder(history, batch.past, batch.neighbours, batch.neighbour_mask)  # (B, H)
+        return torch.cat([history, social], dim=-1)  # (B, C)
+
+    def agent_frame(self, batch: TrajectoryBatch) -> tuple[TrajectoryBatch, Tensor | None, Tensor | None]:
+        """The batch in each agent's own frame, the rotation m (B, 2, 2) and the speed scale (B,) used:
+        positions p become (p - last observed) @ m / scale. Without heading_frame m is the identity; without
+        speed_frame the scale is None; with neither the batch is returned as is, m None."""
+        if not (self.heading_frame or self.speed_frame):
+            return batch, None, None
+        past = batch.past
+        m = heading_rotation(past) if self.heading_frame else torch.eye(
+            2, dtype=past.dtype, device=past.device).expand(past.shape[0], 2, 2)
+        scale = speed_scale(past, self.dt) if self.speed_frame else None
+        to_frame = m if scale is None else m / scale[:, None, None]
+        return batch.transformed(to_frame, past[:, -1], keep_pivot=False), m, scale
+
+    def frame_to_metres_nll(self, scale: Tensor | None) -> Tensor | float:
+        """Nats to add to an NLL of the future in the speed frame to get it in metres: -log |d frame / d world|
+        = 2 * T_pred * log(scale) (each of the T_pred points shrinks by 1 / scale along both axes)."""
+        return 0.0 if scale is None else 2 * self.pred_len * torch.log(scale)
+
+    def decode(self, context: Tensor, z: Tensor, origin: Tensor) -> Distribution:
+        """p(y | x, z) for z with leading sample dimensions: z (..., B, D) -> event (T_pred, 2). The decoder
+        broadcasts context (B, C) and origin (B, 2) against z itself."""
+        return self.generation_net(context, z, origin)
+
+    def elbo_terms(self, batch: TrajectoryBatch, variety_samples: int = 0,
+                   variety_noise: bool = False) -> dict[str, Tensor]:
+        """Unweighted ELBO terms per agent, in metres whatever the frame: reconstruction NLL (B,), KL per latent
+        dimension (B, D) and the KL no dimension owns (B,), zero but for a mixture prior (objectives.elbo_terms).
+        Their sum is the negative ELBO (nelbo).
+
+        With variety_samples > 0 also "variety" (B,): the best-of-many average displacement of that many
+        decoder means (draws, with variety_noise) at reparameterised z ~ p(z|x), differentiable through the
+        prior net and the decoder; in metres, whatever the frame. And "variety_fde" (B,): the best-of-many
+        final displacement of the same futures (each agent's best draw for it chosen on its own).
+        """
+        batch, _, scale = self.agent_frame(batch)
+        context = self.encode(batch)
+        prior = self.prior_net(context)
+        rec_nll, kl_per_dim, kl_rest = elbo_terms(
+            prior=prior,
+            posterior=self.recognition_net(context, batch.past, batch.future),
+            decode=lambda z: self.generation_net(context, z, batch.past[:, -1]),
+            y=batch.future,
+        )
+        terms = {"rec_nll": rec_nll + self.frame_to_metres_nll(scale), "kl_per_dim": kl_per_dim, "kl_rest": kl_rest}
+        terms["nelbo"] = terms["rec_nll"] + kl_per_dim.sum(-1) + kl_rest
+        if variety_samples > 0:
+            z_noise = torch.randn(variety_samples, len(batch), self.noise_dim, device=context.device)
+            decoded = self.decode(context, prior_draw(prior, z_noise), batch.past[:, -1])
+            if variety_noise:
+                futures = decoded.from_noise(torch.randn_like(batch.future.expand(variety_samples, -1, -1, -1)))
+            else:
+                futures = decoded.mean  # (K, B, T, 2)
+            variety = min_ade(futures.transpose(0, 1), batch.future)
+            variety_fde = min_fde(futures.transpose(0, 1), batch.future)
+            terms["variety"] = variety if scale is None else variety * scale  # metres
+            terms["variety_fde"] = variety_fde if scale is None else variety_fde * scale
+        return terms
+
+    @torch.no_grad()
+    def sample(self, batch: TrajectoryBatch | Tensor, num_samples: int = 20, decoder_noise: bool = True) -> Tensor:
+        """K faithful futures per agent in absolute positions: (B, K, T_pred, 2). Seed with torch.manual_seed.
+
+        Each is an independent draw z ~ p(z|x), y ~ p(y|x,z), so the share of draws that do something
+        estimates its probability. `batch` is a TrajectoryBatch or a past tensor (B, T_obs, 2). With
+        decoder_noise=False each future is the decoder's mean for its z, rather than a draw from p(y|x,z).
+        """
+        if isinstance(batch, Tensor):
+            batch = TrajectoryBatch.from_past(batch)
+        b, device = len(batch), batch.past.device
+        z_noise = torch.randn(num_samples, b, self.noise_dim, device=device)
+        y_noise = torch.randn(num_samples, b, self.pred_len, 2, device=device)
+        return self.sample_from_noise(batch, z_noise, y_noise if decoder_noise else torch.zeros_like(y_noise))
+
+    @torch.no_grad()
+    def representatives(self, batch: TrajectoryBatch | Tensor, num_samples: int = 20,
+                        draws: int = 200) -> tuple[Tensor, Tensor]:
+        """K distinct futures per agent with the probability mass each stands for: futures (B, K, T_pred, 2)
+        and weights (B, K) summing to 1 per agent.
+
+        `draws` faithful futures are clustered by final position (cvae_traj.clustering); each cluster gives
+        its draw nearest the centre, weighted by its share of the draws. Not independent draws: their
+        best-of-K is reported apart from the faithful one (PROTOCOL.md).
+        """
+        if draws < num_samples:
+            raise ValueError(f"draws must be at least num_samples ({num_samples}), got {draws}")
+        return cluster_futures(self.sample(batch, num_samples=draws), num_samples)
+
+    def sample_from_noise(self, batch: TrajectoryBatch, z_noise: Tensor, y_noise: Tensor) -> Tensor:
+        """The futures that standard normal noise makes, deterministically: (B, K, T_pred, 2).
+
+        z = mean + std * z_noise (K, B, D) under p(z|x) (with a mixture prior z_noise has D + 1 channels, the last
+        picking the component: models.latent.prior_draw; noise_dim says how many); y_noise (K, B, T_pred, 2)
+        drives the decoder's per-step draws (zeros give its mean). `sample` is this with fresh noise; the
+        exported sampler (cvae_traj.export) is this as a graph.
+        """
+        if z_noise.shape[-1] != self.noise_dim:
+            raise ValueError(f"z_noise needs {self.noise_dim} channels (noise_dim) for this model, got shape "
+                             f"{tuple(z_noise.shape)}")
+        origin = batch.past[:, -1]  # (B, 2)
+        batch, m, scale = self.agent_frame(batch)
+        context = self.encode(batch)
+        z = prior_draw(self.prior_net(context), z_noise)  # (K, B, D)
+        futures = self.decode(context, z, batch.past[:, -1]).from_noise(y_noise).transpose(0, 1)
+        return futures if m is None else to_world(futures, m, origin, scale)
+
+    @torch.no_grad()
+    def importance_nll(self, batch: TrajectoryBatch, num_samples: int = 100) -> Tensor:
+        """-log p(y|x) bounded with S importance samples from q(z|x,y), nats per agent: (B,). Tighter than -ELBO."""
+        batch, _, scale = self.agent_frame(batch)
+        context = self.encode(batch)
+        bound = importance_weighted_bound(
+            prior=self.prior_net(context),
+            posterior=self.recognition_net(context, batch.past, batch.future),
+            decode=lambda z: self.decode(context, z, batch.past[:, -1]),
+            y=batch.future,
+            num_samples=num_samples,
+        )
+        return -bound + self.frame_to_metres_nll(scale)
+
+    @torch.no_grad()
+    def posterior_mean(self, batch: TrajectoryBatch) -> Tensor:
+        """E_q[z | x, y] per agent: (B, D)."""
+        batch, _, _ = self.agent_frame(batch)
+        context = self.encode(batch)
+        return self.recognition_net(context, batch.past, batch.future).mean
+
+    @torch.no_grad()
+    def most_likely(self, batch: TrajectoryBatch | Tensor) -> Tensor:
+        """One future per agent: z at the prior mean, then the decoder's mean: (B, T_pred, 2)."""
+        if isinstance(batch, Tensor):
+            batch = TrajectoryBatch.from_past(batch)
+        origin = batch.past[:, -1]
+        batch, m, scale = self.agent_frame(batch)
+        context = self.encode(batch)
+        future = self.generation_net(context, self.prior_net(context).mean, batch.past[:, -1]).mean  # (B, T, 2)
+        return future if m is None else to_world(future, m, origin, scale)
