@@ -21,11 +21,11 @@ from cvae_traj.system import TrajectoryCVAE
 log = logging.getLogger(__name__)
 # Options whose default changed after checkpoints were written without them: the value those were trained with.
 LEGACY_HPARAMS = {"prior_components": 1}
-# Options retired after their screens (benchmarks/HISTORY.md), with the one value today's model still builds. A
-# checkpoint that holds another cannot be rebuilt as it was trained. mixture_kl changed only the training loss
-# (None: any value loads).
+# Options retired after their screens (benchmarks/HISTORY.md), with the one value today's model still builds: a
+# checkpoint that holds another cannot be rebuilt as it was trained. free_bits and mixture_kl changed only the
+# training loss, so any value of theirs loads.
 RETIRED_HPARAMS = {"decoder": "mlp", "noise_order": 1, "decoder_layers": 2, "social_radius": None,
-                   "social_extended": False, "social_rounds": 1, "free_bits": None, "mixture_kl": None}
+                   "social_extended": False, "social_rounds": 1}
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> TrajectoryCVAE:
@@ -45,8 +45,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Tr
     if not isinstance(content, dict) or not {"state_dict", "hyper_parameters"} <= content.keys():
         raise CheckpointError(f"{path}: not a Lightning checkpoint with hyper-parameters and weights")
     hparams = content["hyper_parameters"]
-    retired = [f"{k}={hparams[k]!r}" for k, v in RETIRED_HPARAMS.items()
-               if v is not None and k in hparams and hparams[k] != v]
+    retired = [f"{k}={hparams[k]!r}" for k, v in RETIRED_HPARAMS.items() if k in hparams and hparams[k] != v]
     if retired:
         raise CheckpointError(f"{path}: trained with {', '.join(retired)}, an option this version of cvae_traj no "
                               f"longer has; train the model again")

@@ -66,28 +66,25 @@ def test_social_attention_over_present_neighbours_equals_the_padded_module():
     assert fast[4].ne(fast[2]).any()  # the one neighbour counts
 
 
-def test_extended_neighbour_features_are_distances_and_relative_velocities():
-    """Per step, after the 7 basic features: distance now, distance at the same step, and the neighbour's velocity
-    minus the target's (both backward differences), zero where either step is unobserved."""
+def test_neighbour_features_are_relative_positions_velocities_and_the_mask():
+    """Per step: position relative to the target's last position, relative to the target at that step, the
+    backward-difference velocity (zero where this step or the one before is unobserved), and the mask."""
     from cvae_traj.models import neighbour_features
     past = torch.stack([torch.arange(8.0), torch.zeros(8)], -1).unsqueeze(0)  # 1 m per step along x
-    standing = torch.tensor([3.0, 4.0]).expand(8, 2)
+    crossing = torch.stack([torch.full((8,), 3.0), 4.0 + torch.arange(8.0)], -1)  # 1 m per step along y
     alongside = past[0] + torch.tensor([0.0, 2.0])
-    neighbours = torch.stack([standing, alongside]).unsqueeze(0)  # (1, 2, 8, 2)
+    neighbours = torch.stack([crossing, alongside]).unsqueeze(0)  # (1, 2, 8, 2)
     mask = torch.ones(1, 2, 8, dtype=torch.bool)
-    mask[0, 0, 3] = False  # the standing one unseen at step 3
-    basic = neighbour_features(past, neighbours, mask).unflatten(-1, (8, 7))
-    ext = neighbour_features(past, neighbours, mask, extended=True).unflatten(-1, (8, 11))
-    torch.testing.assert_close(ext[..., :7], basic)
-    seen = mask[0, 0].float()
-    torch.testing.assert_close(ext[0, 0, :, 7], torch.full((8,), 32.0 ** 0.5) * seen)  # (3, 4) - (7, 0) = (-4, 4)
-    torch.testing.assert_close(ext[0, 1, :, 8], torch.full((8,), 2.0))  # always 2 m to the side
-    torch.testing.assert_close(ext[0, 1, :, 9:], torch.zeros(8, 2))  # same velocity as the target
+    mask[0, 0, 3] = False  # the crossing one unseen at step 3
+    f = neighbour_features(past, neighbours, mask).unflatten(-1, (8, 7))
+    seen = mask[0, 0].float().unsqueeze(-1)
+    torch.testing.assert_close(f[0, 0, :, :2], (crossing - past[0, -1]) * seen)
+    torch.testing.assert_close(f[0, 1, :, 2:4], torch.tensor([0.0, 2.0]).expand(8, 2))  # 2 m to the side
     both = torch.tensor([0.0, 1, 1, 0, 0, 1, 1, 1])  # a backward difference needs this step and the one before
-    torch.testing.assert_close(ext[0, 0, :, 9], -both)  # standing: -1 m/step relative to the target along x
-    torch.testing.assert_close(ext[0, 0, :, 10], torch.zeros(8))
-    dist_same = (standing - past[0]).norm(dim=-1) * seen
-    torch.testing.assert_close(ext[0, 0, :, 8], dist_same)
+    torch.testing.assert_close(f[0, 0, :, 4:6], torch.stack([torch.zeros(8), both], -1))
+    torch.testing.assert_close(f[0, 1, :, 4:6], torch.stack([torch.tensor([0.0, 1, 1, 1, 1, 1, 1, 1]),
+                                                            torch.zeros(8)], -1))
+    torch.testing.assert_close(f[0, :, :, 6], mask[0].float())
 
 
 def test_rotate_and_flip_is_rigid_about_the_last_observed_position():

@@ -225,5 +225,5 @@ def test_ema_callback_keeps_the_exponential_average_of_the_weights_after_each_st
         expected = {k: 0.6 * expected[k] + 0.4 * w for k, w in weights.items()}
     for name, p in model.named_parameters():
         torch.testing.assert_close(p.detach(), expected[name])
-    assert not torch.allclose(dict(model.named_parameters())["prior_net.net.0.weight"],
-                              snapshots[-1]["prior_net.net.0.weight"])
+    assert not torch.allclose(dict(model.named_parameters())["cvae.prior_net.net.0.weight"],
+                              snapshots[-1]["cvae.prior_net.net.0.weight"])
