@@ -88,7 +88,7 @@ def table(cfg: DictConfig) -> str:
     for (test_scene, val_scene, variant), records in sorted(groups.items()):
         cells = [f"{np.mean([r[c] for r in records]):.3f}" for c in COLUMNS]
         lines.append(f"| {variant} | {test_scene} | {val_scene} | {len(records)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\n" + choices(cfg.choose, groups)
+    return "\n".join(lines) + "\n" + "".join("\n" + choices(rule, groups) for rule in cfg.choose)
 
 
 def choices(rule: DictConfig, groups: dict[tuple[str, str, str], list[dict]]) -> str:
