@@ -1,11 +1,11 @@
 """Final-position clustering: K representative futures out of many draws, each with its probability.
 
-Draw M > K futures, group their final positions into K clusters with k-means, and keep from each cluster
-the draw whose final position lies nearest its centre, weighted by the cluster's share of the draws
-(SocialVAE's FPC, plus the weights). Every future returned is one of the model's own draws, but the K of
-them spread over the places the agent may end up instead of crowding its most likely one, and the weights
-say how likely each is. PROTOCOL.md: these are representatives, not faithful draws, so their best-of-K
-is reported apart and labelled.
+Draw M > K futures, group their final positions into K clusters with k-means (SocialVAE's FPC), and
+return each cluster's mean future, weighted by the cluster's share of the draws. The K futures spread over
+the places the agent may end up instead of crowding its most likely one, and the weights say how likely
+each is. The mean, not the member nearest the centre: it averages out the decoder's per-step noise, which
+every single draw carries (chosen on validation: benchmarks/HISTORY.md). PROTOCOL.md: these are
+representatives, not faithful draws, so their best-of-K is reported apart and labelled.
 """
 from __future__ import annotations
 
@@ -59,18 +59,19 @@ def _squared_distance(points: Tensor, centres: Tensor) -> Tensor:
 
 def cluster_futures(samples: Tensor, k: int, iterations: int = 10) -> tuple[Tensor, Tensor]:
     """K representatives of M sampled futures and the probability mass each stands for: (B, M, T, 2) ->
-    futures (B, K, T, 2), each one of the inputs, and weights (B, K) summing to 1 per agent.
+    futures (B, K, T, 2) and weights (B, K) summing to 1 per agent.
 
-    The draws' final positions are clustered with `kmeans`; each cluster contributes its member nearest its
-    centre, weighted by its share of the M draws. Faithful draws give weights that estimate each place's
-    probability (the share of a mode's clusters is the share of draws in that mode). A cluster with no
-    members (k-means can leave one) contributes the draw nearest its centre with weight 0.
+    The draws' final positions are clustered with `kmeans`; each cluster contributes the mean of its
+    members' futures, weighted by its share of the M draws. Faithful draws give weights that estimate each
+    place's probability (the share of a mode's clusters is the share of draws in that mode). A cluster with
+    no members (k-means can leave one) contributes the draw nearest its centre with weight 0.
     """
     finals = samples[:, :, -1]  # (B, M, 2)
     centre, labels = kmeans(finals, k, iterations)
-    distance = _squared_distance(finals, centre).transpose(1, 2)  # (B, k, M)
-    member = labels.unsqueeze(1) == torch.arange(k, device=samples.device).view(1, k, 1)  # (B, k, M)
-    has_members = member.any(-1, keepdim=True)
-    pick = torch.where(member | ~has_members, distance, torch.full_like(distance, float("inf"))).argmin(-1)
-    weights = member.sum(-1).to(samples.dtype) / samples.shape[1]  # (B, K)
-    return samples.gather(1, pick[..., None, None].expand(-1, -1, *samples.shape[2:])), weights
+    member = (labels.unsqueeze(-1) == torch.arange(k, device=samples.device)).to(samples.dtype)  # (B, M, k)
+    count = member.sum(1)  # (B, k)
+    mean = torch.einsum("bmk,bmtc->bktc", member, samples) / count.clamp_min(1)[..., None, None]
+    nearest = _squared_distance(finals, centre).argmin(1)  # (B, k): the draw nearest each centre
+    fallback = samples.gather(1, nearest[..., None, None].expand(-1, -1, *samples.shape[2:]))
+    futures = torch.where((count > 0)[..., None, None], mean, fallback)
+    return futures, count / samples.shape[1]

@@ -46,17 +46,18 @@ def test_one_future_from_each_mode_however_rare():
     assert by_place == {0: pytest.approx(0.9), 3: pytest.approx(0.05), -3: pytest.approx(0.05)}
 
 
-def test_representatives_are_draws_nearest_their_centre():
+def test_representatives_are_their_clusters_mean_futures():
+    """Each representative is the mean, step by step, of the futures whose final positions share its cluster:
+    the decoder's per-step noise averages out, where any single draw would carry it."""
     torch.manual_seed(2)
-    finals = blobs([50, 50], [(0.0, 0.0), (6.0, 0.0)], spread=0.5)
-    samples = futures_ending_at(finals)
-    kept, _ = cluster_futures(samples, 2)
-    for rep in kept[0]:
-        # It is one of the draws, whole (every step), and the one of its group nearest the group's mean.
-        assert (samples[0] == rep).all(dim=(-1, -2)).sum() == 1
-        group = finals[0, (finals[0, :, 0] > 3) == (rep[-1, 0] > 3)]
-        nearest = group[(group - group.mean(0)).norm(dim=-1).argmin()]
-        torch.testing.assert_close(rep[-1], nearest)
+    finals = blobs([50, 30], [(0.0, 0.0), (6.0, 0.0)], spread=0.5)
+    samples = futures_ending_at(finals) + 0.1 * torch.randn(1, 80, 12, 2)  # noisy paths
+    kept, weights = cluster_futures(samples, 2)
+    for rep, weight in zip(kept[0], weights[0]):
+        group = (finals[0, :, 0] > 3) == (rep[-1, 0] > 3)
+        torch.testing.assert_close(rep, samples[0, group].mean(0))
+        assert weight.item() == pytest.approx(group.float().mean().item())
+        assert not (samples[0] == rep).all(dim=(-1, -2)).any()  # not one of the draws
 
 
 def test_identical_draws_leave_no_cluster_without_a_future():
@@ -67,7 +68,7 @@ def test_identical_draws_leave_no_cluster_without_a_future():
     torch.testing.assert_close(weights.sum(-1), torch.ones(2))
 
 
-def test_model_representatives_are_its_draws_weighted_by_cluster_share():
+def test_model_representatives_are_cluster_means_of_its_draws_weighted_by_share():
     torch.manual_seed(3)
     model = TrajectoryCVAE(pred_len=12).eval()
     past = torch.cumsum(torch.rand(5, 8, 2), dim=1)
@@ -76,9 +77,15 @@ def test_model_representatives_are_its_draws_weighted_by_cluster_share():
     torch.manual_seed(4)
     draws = model.sample(past, num_samples=40)
     assert kept.shape == (5, 4, 12, 2) and weights.shape == (5, 4)
-    # The same noise gives the same 40 draws; the 4 kept per agent are 4 different ones of them.
-    same = (kept.unsqueeze(2) == draws.unsqueeze(1)).all(dim=(-1, -2))  # (5, 4, 40)
-    assert (same.sum(-1) == 1).all() and (same.any(1).sum(-1) == 4).all()
+    # The same noise gives the same 40 draws; each of the 4 kept is the mean of the draws whose final
+    # positions lie nearest its own (k-means has converged on them), weighted by their share.
+    nearest = torch.cdist(draws[:, :, -1], kept[:, :, -1]).argmin(-1)  # (5, 40): each draw's representative
+    for a in range(5):
+        for j in range(4):
+            members = nearest[a] == j
+            if members.any():
+                torch.testing.assert_close(kept[a, j], draws[a, members].mean(0), atol=1e-4, rtol=1e-4)
+                assert weights[a, j].item() == pytest.approx(members.float().mean().item())
     # Weights are shares of the 40 draws: multiples of 1/40 that sum to 1.
     torch.testing.assert_close(weights.sum(-1), torch.ones(5))
     torch.testing.assert_close(weights * 40, (weights * 40).round())

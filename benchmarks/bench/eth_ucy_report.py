@@ -273,7 +273,9 @@ def clustered_table(results: dict) -> list[str]:
     draws = "/".join(str(m) for m in sorted({m for _, _, c in rows for m in c["cluster_from"]}))
     lines = ["", f"Not the headline (PROTOCOL.md: re-selection from more than 20 raw samples, reported beside it): "
                  f"final-position clustering, the best of 20 representatives of {draws} draws clustered by final "
-                 f"position (k-means; each cluster's draw nearest its centre), on the same test windows, beside the "
+                 f"position (k-means; each cluster's mean future for the faithful rows, its draw nearest the "
+                 f"centre for `full` and the older rows, recorded before the mean was chosen), on the same test "
+                 f"windows, beside the "
                  f"best of 20 independent draws of the same runs (mean ± std over the seeds listed).", "",
              "| variant | scene | seeds | clustered minADE_20 | clustered minFDE_20 | draws minADE_20 | "
              "draws minFDE_20 |",

@@ -36,6 +36,8 @@ from cvae_traj.training import train
 
 
 log = logging.getLogger(__name__)
+# How cluster_futures makes a representative, as records made from today's code say it.
+REPRESENTATIVE = "cluster_mean"
 # What a shipped checkpoint keeps: enough for TrajectoryCVAE.load_from_checkpoint, nothing to resume training.
 SHIPPED_KEYS = ("state_dict", "hyper_parameters", "pytorch-lightning_version", "epoch", "global_step")
 
@@ -63,7 +65,8 @@ def run_benchmark(cfg: DictConfig) -> dict:
         metrics["likelihood"] = likelihood_on_test(train_cfg, best, cfg.likelihood, seed)
         metrics["likelihood_seconds"] = round(time.perf_counter() - start, 2)
         if cfg.clustered.cluster_from:
-            metrics["clustered"] = clustered_on_test(train_cfg, best, cfg.clustered.cluster_from, seed)
+            metrics["clustered"] = clustered_on_test(train_cfg, best, cfg.clustered.cluster_from, seed) | {
+                "representative": REPRESENTATIVE}
         metrics["naive"] = naive_on_test(train_cfg, cfg.likelihood, seed)
         if cfg.passes:
             metrics["passes"] = passes_on_test(train_cfg, best, cfg.passes, cfg.clustered.cluster_from)
@@ -75,6 +78,8 @@ def run_benchmark(cfg: DictConfig) -> dict:
                    run_record_path(out_dir, variant, scene, seed))
     if cfg.clustered.fill:
         fill_clustered(cfg)
+    if cfg.clustered.refresh:
+        refresh_representatives(cfg)
     if cfg.naive_fill:
         fill_naive(cfg)
     if not cfg.tabulate:
@@ -131,7 +136,7 @@ def worker_commands(cfg: DictConfig, jobs: list[tuple[str, int, str]]) -> list[l
 
 
 _WORKER_KEYS = {"variants", "seeds", "scenes", "fresh", "tabulate", "workers", "runs_at_once", "report_only",
-                "clustered.fill", "naive_fill"}
+                "clustered.fill", "clustered.refresh", "naive_fill"}
 
 
 def run_in_workers(cfg: DictConfig, jobs: list[tuple[str, int, str]]) -> None:
@@ -178,17 +183,58 @@ def naive_on_test(train_cfg: DictConfig, settings: DictConfig, seed: int) -> dic
     return metrics | {"sigma": baseline.sigma.tolist(), "factor": baseline.factor}
 
 
-def passes_on_test(train_cfg: DictConfig, ckpt: Path, passes: int, cluster_from: int | None) -> dict:
+def passes_on_test(train_cfg: DictConfig, ckpt: Path, passes: int, cluster_from: int | None,
+                   kinds: tuple[str, ...] = ("faithful", "representatives")) -> dict:
     """Best-of-20 on the run's test windows over `passes` sampling passes (seeds 0 .. passes - 1), of faithful
     draws and of representatives of `cluster_from` draws: best-of-K is itself random (PROTOCOL.md)."""
     model, datamodule = load_model(ckpt), instantiate(train_cfg.data)
     out = {}
     for kind, m in (("faithful", None), ("representatives", cluster_from)):
-        if kind == "representatives" and not m:
+        if kind not in kinds or (kind == "representatives" and not m):
             continue
         runs = [evaluate_best_of_k(model, datamodule, "test", cluster_from=m, seed=p) for p in range(passes)]
         out[kind] = {k: [r[k] for r in runs] for k in ("min_ade_20", "min_fde_20")} | {"cluster_from": m}
+        if kind == "representatives":
+            out[kind]["representative"] = REPRESENTATIVE
     return out
+
+
+def refresh_representatives(cfg: DictConfig) -> None:
+    """Recompute the representatives of the configured runs' records (clustered and their sampling passes) with
+    today's cluster_futures, where the run's checkpoint is still at hand (its own run folder, or the one of
+    the run its record was copied from). Records made before say nothing of `representative`: their clusters
+    gave the draw nearest the centre. Only the fold's test windows are read, as the run read them."""
+    for variant, seed, scene in itertools.product(cfg.variants, cfg.seeds, cfg.scenes):
+        path = run_record_path(Path(cfg.output_dir), variant, scene, seed)
+        record = json.loads(path.read_text()) if path.is_file() else None
+        if record is None or record.get("clustered", {}).get("representative") == REPRESENTATIVE:
+            continue
+        ckpt = _checkpoint_of(cfg, record, variant, scene, seed)
+        if ckpt is None:
+            log.info("no checkpoint left for %s / %s / seed %d: representatives not refreshed", variant, scene, seed)
+            continue
+        log.info("representatives of %s / %s / seed %d from %s", variant, scene, seed, ckpt)
+        fold_cfg = compose(config_name="train", overrides=[*cfg.train_overrides, f"data.scene={scene}",
+                                                           f"paths.data_dir={cfg.data_dir}"])
+        commit = git_commit(outputs=(str(cfg.output_dir), str(cfg.checkpoints_dir or cfg.output_dir)))
+        record["clustered"] = clustered_on_test(fold_cfg, ckpt, cfg.clustered.cluster_from, seed) | {
+            "commit": commit, "checkpoint": str(ckpt), "representative": REPRESENTATIVE}
+        if "passes" in record:
+            record["passes"] |= passes_on_test(fold_cfg, ckpt, len(record["passes"]["faithful"]["min_ade_20"]),
+                                               cfg.clustered.cluster_from, kinds=("representatives",))
+        write_json(record, path)
+
+
+def _checkpoint_of(cfg: DictConfig, record: dict, variant: str, scene: str, seed: int) -> Path | None:
+    """A run's selected checkpoint, in its run folder or in that of the run its record was copied from."""
+    while True:
+        ckpt = Path(cfg.runs_dir) / variant / scene / f"seed{seed}" / record["best_checkpoint"]
+        if ckpt.is_file():
+            return ckpt
+        source = record.get("copied_from", "").split(":", 1)[0]
+        if not source or not Path(source).is_file():
+            return None
+        variant, record = Path(source).parts[-3], json.loads(Path(source).read_text())
 
 
 def fill_naive(cfg: DictConfig) -> None:

@@ -143,7 +143,7 @@ class ConditionalVAE(nn.Module):
         and weights (B, K) summing to 1 per agent.
 
         `draws` faithful futures are clustered by final position (cvae_traj.clustering); each cluster gives
-        its draw nearest the centre, weighted by its share of the draws. Not independent draws: their
+        its members' mean future, weighted by its share of the draws. Not independent draws: their
         best-of-K is reported apart from the faithful one (PROTOCOL.md).
         """
         if draws < num_samples:
