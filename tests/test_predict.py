@@ -303,3 +303,14 @@ def test_a_checkpoint_from_before_the_model_module_loads_its_networks(tmp_path):
     expected = model.sample(past, 4)
     torch.manual_seed(1)
     torch.testing.assert_close(loaded.sample(past, 4), expected)
+
+
+def test_the_old_module_name_still_imports_with_a_warning():
+    """Code written against cvae_traj.inference keeps working after the move, and is told where things went."""
+    import importlib
+    import sys
+
+    sys.modules.pop("cvae_traj.inference", None)
+    with pytest.warns(DeprecationWarning, match="cvae_traj.forecast"):
+        old = importlib.import_module("cvae_traj.inference")
+    assert old.load_model is load_model and old.write_futures is write_futures
