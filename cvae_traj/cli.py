@@ -4,7 +4,9 @@ from __future__ import annotations
 import sys
 from typing import Callable, TypeVar
 
-from cvae_traj.errors import CvaeTrajError
+from omegaconf.errors import MissingMandatoryValue
+
+from cvae_traj.errors import CvaeTrajError, InputError
 
 T = TypeVar("T")
 
@@ -14,6 +16,8 @@ def user_error(err: BaseException) -> CvaeTrajError | None:
     while err is not None:
         if isinstance(err, CvaeTrajError):
             return err
+        if isinstance(err, MissingMandatoryValue):  # a required option left out on the command line
+            return InputError(f"missing option {err.full_key}=... (give it on the command line)")
         err = err.__cause__ or err.__context__
     return None
 

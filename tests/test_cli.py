@@ -111,3 +111,11 @@ def test_non_finite_loss_stops_training_naming_the_step(tiny_train_cfg, tmp_path
     with pytest.raises(TrainingDivergedError, match=r"loss is nan at step 3 \(epoch 0, batch 3"):
         train(tiny_train_cfg)
     assert not list(tmp_path.rglob("*.ckpt"))  # nothing saved from the broken run
+
+
+def test_a_required_option_left_out_is_a_one_line_error(tmp_path):
+    """predict.py and the export command without ckpt_path name the missing option on one line, no traceback."""
+    for command in (["predict.py", f"input={tmp_path / 'tracks.csv'}"], ["-m", "cvae_traj.export"]):
+        done = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True)
+        assert done.returncode == 2, done.stderr[-1000:]
+        assert done.stderr.strip() == "error: missing option ckpt_path=... (give it on the command line)"
