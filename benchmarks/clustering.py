@@ -1,11 +1,12 @@
 """How many draws final-position clustering should start from: best-of-20 on the validation windows of each
 fold, for the shipped checkpoints, from 20 independent draws and from M draws clustered into 20.
 
-    python benchmarks/clustering.py [split=val] ['cluster_from=[40,100,200,400]'] [checkpoints=checkpoints/eth_ucy]
+    python benchmarks/clustering.py [split=val] ['cluster_from=[40,100,200,400]'] \
+        [checkpoint=checkpoints/eth_ucy/{scene}.ckpt]
 
 Prints per fold and on average minADE_20 / minFDE_20 and the sampling time per agent of each setting. The
 benchmark's `clustered.cluster_from` was chosen with it on validation; the test split is the benchmark's.
-The checkpoints are <checkpoints>/<scene>.ckpt, one per fold.
+`checkpoint` names each fold's model, with {scene} standing for the fold.
 """
 import numpy as np
 import torch
@@ -15,13 +16,13 @@ from cvae_traj.evaluation import evaluate_best_of_k
 from bench.options import options
 from cvae_traj.forecast import load_model
 
-cfg = options({"split": "val", "cluster_from": [40, 100, 200, 400], "checkpoints": "checkpoints/eth_ucy",
+cfg = options({"split": "val", "cluster_from": [40, 100, 200, 400], "checkpoint": "checkpoints/eth_ucy/{scene}.ckpt",
                "data": "data/eth_ucy"})
 split = cfg.split
 settings = [None] + [int(m) for m in cfg.cluster_from]
 table = {m: [] for m in settings}
 for scene in SCENES:
-    model = load_model(f"{cfg.checkpoints}/{scene}.ckpt")
+    model = load_model(cfg.checkpoint.format(scene=scene))
     data = EthUcyDataModule(scene=scene, root=cfg.data)
     cells = []
     for m in settings:
