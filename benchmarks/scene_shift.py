@@ -40,19 +40,6 @@ log = logging.getLogger("scene_shift")
 COLUMNS = ("calibration_error", "kde_nll", "min_ade_20", "min_fde_20", "coverage_50", "coverage_90")
 
 
-class Subset:
-    """Some of a Windows' windows, as evaluate_samples reads them."""
-
-    def __init__(self, windows, indices: np.ndarray) -> None:
-        self.windows, self.indices = windows, indices
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def batch(self, rows):
-        return self.windows.batch(self.indices[rows])
-
-
 def record_path(cfg: DictConfig, variant: str, val_scene: str, seed: int) -> Path:
     return Path(cfg.output_dir) / "runs" / "scene_shift" / variant / f"{cfg.test_scene}_val_{val_scene}" / f"seed{seed}.json"
 
@@ -66,7 +53,7 @@ def run_one(cfg: DictConfig, variant: str, val_scene: str, seed: int) -> dict:
     windows = instantiate(compose(config_name="train", overrides=overrides).data).windows("val")
     rows = np.random.default_rng(seed).permutation(len(windows))[:cfg.eval_windows]
     start = time.perf_counter()
-    scores = evaluate_samples(model, Subset(windows, np.sort(rows)), kde_samples=cfg.kde_samples,
+    scores = evaluate_samples(model, windows.subset(np.sort(rows)), kde_samples=cfg.kde_samples,
                               calibration_samples=cfg.calibration_samples, seed=seed)
     return {"variant": variant, "test_scene": cfg.test_scene, "val_scene": val_scene, "seed": seed,
             "overrides": overrides, "commit": git_commit(), "hardware": hardware(cfg.runs_at_once),

@@ -155,6 +155,11 @@ def predict(cfg: DictConfig) -> Path:
     """
     output = check_output_path(cfg.output)
     model = load_model(cfg.ckpt_path)
+    temperature = cfg.get("prior_temperature")
+    if temperature is not None:
+        if not (isinstance(temperature, (int, float)) and temperature > 0):
+            raise InputError(f"prior_temperature must be a positive number, got {temperature!r}")
+        model.cvae.prior_temperature = float(temperature)
     table = load_recent_tracks(cfg.input, model.hparams.obs_len, model.hparams.pred_len, at_frame=cfg.at_frame,
                                chunk_rows=cfg.chunk_rows, columns=dict(cfg.columns), time_unit=cfg.time_unit,
                                frame_step=cfg.frame_step, dt=model.hparams.dt)

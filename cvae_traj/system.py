@@ -51,6 +51,10 @@ class TrajectoryCVAE(L.LightningModule):
         speed_frame: also measure lengths in units of each agent's observed speed (models.frame.speed_scale),
             so that a scene of faster or slower walkers looks the same; likelihoods are still reported in
             metres (the change of variables adds 2 * pred_len * log(scale) nats per agent).
+        prior_temperature: multiplies the standard deviation of every component of p(z|x) when sampling and
+            scoring, leaving the mixture weights, each mode's odds, as they are: above 1 the draws spread wider
+            within each mode. Trained at 1; `python -m cvae_traj.calibration` fits it on recorded tracks of a new
+            site (cvae_traj.calibration) and writes a checkpoint that holds it.
         beta: weight of the KL term once annealing is over.
         kl_anneal_steps: optimiser steps over which the KL weight rises linearly from 0 to beta (0: none).
         variety_weight: weight of a best-of-many term added to the negative ELBO: the smallest average
@@ -80,6 +84,7 @@ class TrajectoryCVAE(L.LightningModule):
         decoder_min_scale: float = 0.002,
         heading_frame: bool = True,
         speed_frame: bool = False,
+        prior_temperature: float = 1.0,
         beta: float = 1.0,
         kl_anneal_steps: int = 2000,
         variety_weight: float = 0.0,
@@ -99,7 +104,7 @@ class TrajectoryCVAE(L.LightningModule):
             raise ValueError(f"lr_decay_steps must be a positive number of optimiser steps or None, got "
                              f"{lr_decay_steps!r}")
         self.cvae = ConditionalVAE(obs_len, pred_len, dt, hidden_dim, latent_dim, prior_components, social,
-                                   decoder_min_scale, heading_frame, speed_frame)
+                                   decoder_min_scale, heading_frame, speed_frame, prior_temperature)
         # Means over windows that stay right across processes: each holds a sum and a count, all-reduced
         # at epoch end, so unequal shards are weighted by their windows (not averaged per process).
         names = [f"min_ade_{num_eval_samples}", f"min_fde_{num_eval_samples}", "ml_ade", "ml_fde", "cv_ade", "cv_fde",

@@ -10,7 +10,7 @@ memory is the table's plus 8 bytes per window, however crowded the scene.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -123,6 +123,11 @@ class Windows:
             obs_len=parts[0].obs_len,
             pred_len=parts[0].pred_len,
         )
+
+    def subset(self, indices) -> Windows:
+        """The windows at `indices`, in that order, with the same scene index (neighbours are unchanged)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return replace(self, start=self.start[indices], agent=self.agent[indices], last_step=self.last_step[indices])
 
     def neighbour_tracks(self, i: int) -> np.ndarray:
         """The neighbours of window i: (N_i, T_obs, 2), agents ascending, NaN where absent."""

@@ -15,7 +15,7 @@ from cvae_traj.metrics import min_ade, min_fde
 from cvae_traj.models.decoder import TrajectoryDecoder
 from cvae_traj.models.frame import heading_rotation, speed_scale, to_world
 from cvae_traj.models.history_encoder import HistoryEncoder
-from cvae_traj.models.latent import PriorNet, RecognitionNet, prior_draw
+from cvae_traj.models.latent import PriorNet, RecognitionNet, prior_draw, temper
 from cvae_traj.models.social_encoder import SocialEncoder
 from cvae_traj.objectives import elbo_terms, importance_weighted_bound
 
@@ -27,13 +27,18 @@ class ConditionalVAE(nn.Module):
 
     def __init__(self, obs_len: int = 8, pred_len: int = 12, dt: float = 0.4, hidden_dim: int = 64,
                  latent_dim: int = 32, prior_components: int = 8, social: bool = True,
-                 decoder_min_scale: float = 0.002, heading_frame: bool = True, speed_frame: bool = False) -> None:
+                 decoder_min_scale: float = 0.002, heading_frame: bool = True, speed_frame: bool = False,
+                 prior_temperature: float = 1.0) -> None:
         super().__init__()
+        if not prior_temperature > 0:
+            raise ValueError(f"prior_temperature must be positive (it multiplies the prior's standard deviations), "
+                             f"got {prior_temperature!r}")
         if not decoder_min_scale > 0:
             raise ValueError(f"decoder_min_scale must be positive (the decoder's smallest standard deviation), got "
                              f"{decoder_min_scale!r}")
         self.obs_len, self.pred_len, self.dt, self.latent_dim = obs_len, pred_len, dt, latent_dim
         self.prior_components, self.heading_frame, self.speed_frame = prior_components, heading_frame, speed_frame
+        self.prior_temperature = prior_temperature
         self.history_encoder = HistoryEncoder(hidden_dim)
         context_dim = self.history_encoder.out_dim
         self.social_encoder = SocialEncoder(obs_len, hidden_dim, hidden_dim) if social else None
@@ -76,6 +81,11 @@ class ConditionalVAE(nn.Module):
         to_frame = m if scale is None else m / scale[:, None, None]
         return batch.transformed(to_frame, past[:, -1], keep_pivot=False), m, scale
 
+    def prior(self, context: Tensor) -> Distribution:
+        """p(z | x) as the model samples it: the prior net's, every standard deviation times prior_temperature
+        (1 as trained; cvae_traj.calibration fits another on recorded tracks), the mixture weights unchanged."""
+        return temper(self.prior_net(context), self.prior_temperature)
+
     def frame_to_metres_nll(self, scale: Tensor | None) -> Tensor | float:
         """Nats to add to an NLL of the future in the speed frame to get it in metres: -log |d frame / d world|
         = 2 * T_pred * log(scale) (each of the T_pred points shrinks by 1 / scale along both axes)."""
@@ -99,7 +109,7 @@ class ConditionalVAE(nn.Module):
         """
         batch, _, scale = self.agent_frame(batch)
         context = self.encode(batch)
-        prior = self.prior_net(context)
+        prior = self.prior(context)
         rec_nll, kl_per_dim, kl_rest = elbo_terms(
             prior=prior,
             posterior=self.recognition_net(context, batch.past, batch.future),
@@ -164,7 +174,7 @@ class ConditionalVAE(nn.Module):
         origin = batch.past[:, -1]  # (B, 2)
         batch, m, scale = self.agent_frame(batch)
         context = self.encode(batch)
-        z = prior_draw(self.prior_net(context), z_noise)  # (K, B, D)
+        z = prior_draw(self.prior(context), z_noise)  # (K, B, D)
         futures = self.decode(context, z, batch.past[:, -1]).from_noise(y_noise).transpose(0, 1)
         return futures if m is None else to_world(futures, m, origin, scale)
 
@@ -174,7 +184,7 @@ class ConditionalVAE(nn.Module):
         batch, _, scale = self.agent_frame(batch)
         context = self.encode(batch)
         bound = importance_weighted_bound(
-            prior=self.prior_net(context),
+            prior=self.prior(context),
             posterior=self.recognition_net(context, batch.past, batch.future),
             decode=lambda z: self.decode(context, z, batch.past[:, -1]),
             y=batch.future,

@@ -47,6 +47,19 @@ class PriorNet(nn.Module):
                                  validate_args=False)  # event (D,), batch (B,); components (B, C)
 
 
+def temper(prior: Independent | MixtureSameFamily, factor: float) -> Independent | MixtureSameFamily:
+    """The prior with every component's standard deviation multiplied by `factor`, its means and mixture weights
+    (each mode's odds) unchanged: wider (factor > 1) or narrower futures within each mode. factor 1 returns
+    `prior` itself."""
+    if factor == 1:
+        return prior
+    if isinstance(prior, Independent):
+        base = prior.base_dist
+        return Independent(Normal(base.loc, base.scale * factor, validate_args=False), 1, validate_args=False)
+    return MixtureSameFamily(prior.mixture_distribution, temper(prior.component_distribution, factor),
+                             validate_args=False)
+
+
 def prior_draw(prior: Independent | MixtureSameFamily, noise: Tensor) -> Tensor:
     """z from standard normal `noise` (..., B, D) under p(z|x), deterministically: loc + scale * noise,
     reparameterised. For a mixture `noise` has one more channel (..., B, D + 1): the last picks the

@@ -1,0 +1,163 @@
+"""prior_temperature and its fit on recorded tracks (cvae_traj.calibration): what it widens, what it keeps, and
+that the fit finds the spread the data has."""
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from cvae_traj import TrajectoryBatch, TrajectoryCVAE
+from cvae_traj.calibration import TEMPERATURES, calibrate, fit_prior_temperature
+from cvae_traj.data.synthetic import junction_tracks
+from cvae_traj.data.tracks import validate_tracks
+from cvae_traj.data.windows import make_windows
+from cvae_traj.errors import InputError
+from cvae_traj.forecast import load_model, predict, predict_futures
+from cvae_traj.metrics import constant_velocity
+from cvae_traj.models.latent import PriorNet, temper
+from conftest import ROOT, compose_config
+
+
+def test_temper_widens_every_component_and_keeps_the_odds():
+    torch.manual_seed(0)
+    context = torch.randn(5, 6)
+    mixture = PriorNet(6, 3, 8, components=4)(context)
+    wide = temper(mixture, 2.0)
+    assert temper(mixture, 1.0) is mixture
+    assert torch.equal(wide.mixture_distribution.probs, mixture.mixture_distribution.probs)
+    base, wide_base = mixture.component_distribution.base_dist, wide.component_distribution.base_dist
+    assert torch.equal(wide_base.loc, base.loc)
+    torch.testing.assert_close(wide_base.scale, 2 * base.scale)
+    single = PriorNet(6, 3, 8)(context)
+    torch.testing.assert_close(temper(single, 0.5).base_dist.scale, 0.5 * single.base_dist.scale)
+
+
+@pytest.mark.parametrize("components", [1, 4])
+def test_a_temperature_scales_the_latent_noise_and_not_the_pick_of_component(components):
+    torch.manual_seed(0)
+    model = TrajectoryCVAE(hidden_dim=16, latent_dim=4, prior_components=components).eval()
+    batch = TrajectoryBatch.from_past(torch.randn(6, 8, 2).cumsum(1))
+    z_noise, y_noise = torch.randn(5, 6, model.noise_dim), torch.randn(5, 6, 12, 2)
+    cold = model.sample_from_noise(batch, z_noise * torch.tensor([1.7] * 4 + [1.0] * (components > 1)), y_noise)
+    model.cvae.prior_temperature = 1.7
+    hot = model.sample_from_noise(batch, z_noise, y_noise)
+    torch.testing.assert_close(hot, cold)
+    assert not torch.allclose(hot, model.sample_from_noise(batch, z_noise * 0, y_noise))
+    with pytest.raises(ValueError, match="prior_temperature must be positive"):
+        TrajectoryCVAE(prior_temperature=0)
+
+
+class SpreadSampler:
+    """Constant velocity plus isotropic noise of `sigma` times cvae.prior_temperature: a stand-in model whose
+    spread the temperature sets exactly."""
+
+    def __init__(self, sigma: float, pred_len: int) -> None:
+        self.cvae = SimpleNamespace(prior_temperature=1.0)
+        self.sigma, self.pred_len, self.weight = sigma, pred_len, torch.nn.Parameter(torch.zeros(1))
+
+    def eval(self):
+        return self
+
+    def parameters(self):
+        return iter([self.weight])
+
+    def sample(self, batch: TrajectoryBatch, num_samples: int) -> torch.Tensor:
+        mean = constant_velocity(batch.past, self.pred_len).unsqueeze(1)
+        return mean + self.cvae.prior_temperature * self.sigma * torch.randn(len(batch), num_samples, self.pred_len, 2)
+
+
+def straight_walkers(num_agents: int, sigma: float, obs_len: int = 8, pred_len: int = 12) -> pd.DataFrame:
+    """Agents who walk straight for obs_len steps, then on with N(0, sigma^2) noise on every future position;
+    one after another in time, so none is another's neighbour."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(num_agents):
+        velocity = rng.normal(size=2)
+        steps = np.arange(obs_len + pred_len) - (obs_len - 1)
+        xy = steps[:, None] * velocity
+        xy[obs_len:] += sigma * rng.normal(size=(pred_len, 2))
+        frames = 10 * (i * (obs_len + pred_len) + np.arange(obs_len + pred_len))
+        rows += [(f, i, x, y) for f, (x, y) in zip(frames, xy)]
+    return pd.DataFrame(rows, columns=["frame", "agent_id", "x", "y"])
+
+
+def test_the_fit_finds_the_spread_the_futures_have():
+    windows = make_windows(validate_tracks(straight_walkers(600, sigma=0.6)), 8, 12)
+    sampler = SpreadSampler(sigma=0.3, pred_len=12)
+    fit = fit_prior_temperature(sampler, windows, samples=300, max_windows=500)
+    assert fit.temperature == 2.0 and fit.windows == 500
+    assert sampler.cvae.prior_temperature == 1.0  # given back as it came
+    assert fit.errors[2.0] < 0.06 and 0.15 < min(fit.errors[t] for t in (TEMPERATURES[3], TEMPERATURES[-1]))
+    with pytest.raises(InputError, match="no windows to calibrate on"):
+        fit_prior_temperature(sampler, windows.subset([]))
+
+
+def calibrate_cfg(ckpt, tracks, output, **kw):
+    return OmegaConf.create({"ckpt_path": str(ckpt), "input": str(tracks), "output": str(output), "temperatures": None,
+                             "samples": 300, "max_windows": 400, "stride": 1, "seed": 0,
+                             "columns": {"frame": "frame", "agent_id": "agent_id", "x": "x", "y": "y"},
+                             "time_unit": "frame", "frame_step": None, **kw})
+
+
+def test_calibrate_writes_a_checkpoint_that_samples_with_the_fitted_temperature(synthetic_run, tmp_path):
+    model, _, ckpt = synthetic_run
+    junction_tracks(300, seed=7).to_csv(tmp_path / "site.csv", index=False)
+    before = ckpt.read_bytes()
+    fit = calibrate(calibrate_cfg(ckpt, tmp_path / "site.csv", tmp_path / "calibrated.ckpt",
+                                  temperatures=[0.5, 2.0]))  # neither is the model's own 1
+    assert set(fit.errors) == {0.5, 2.0} and fit.errors[fit.temperature] == min(fit.errors.values())
+    calibrated = load_model(tmp_path / "calibrated.ckpt")
+    assert calibrated.cvae.prior_temperature == fit.temperature and ckpt.read_bytes() == before
+    for name, value in model.state_dict().items():
+        assert torch.equal(calibrated.state_dict()[name], value), name
+    tracks = junction_tracks(3, seed=8)
+    torch.manual_seed(0)
+    out = predict_futures(calibrated, tracks, num_samples=5, at_frame=tracks["frame"].min() + 17)
+    model.cvae.prior_temperature = fit.temperature
+    try:
+        torch.manual_seed(0)
+        pd.testing.assert_frame_equal(out, predict_futures(model, tracks, num_samples=5,
+                                                           at_frame=tracks["frame"].min() + 17))
+    finally:
+        model.cvae.prior_temperature = 1.0
+
+
+def test_calibrate_refuses_tracks_too_short_and_a_wrong_output_in_one_line(synthetic_run, tmp_path):
+    _, _, ckpt = synthetic_run
+    tracks = junction_tracks(20, seed=7)
+    tracks.groupby("agent_id").head(15).to_csv(tmp_path / "short.csv", index=False)
+    with pytest.raises(InputError, match="no agent has 20 consecutive steps"):
+        calibrate(calibrate_cfg(ckpt, tmp_path / "short.csv", tmp_path / "out.ckpt"))
+    with pytest.raises(InputError, match="must be a checkpoint ending in .ckpt"):
+        calibrate(calibrate_cfg(ckpt, tmp_path / "short.csv", tmp_path / "out.csv"))
+    done = subprocess.run([sys.executable, "-m", "cvae_traj.calibration", f"ckpt_path={ckpt}",
+                           f"input={tmp_path / 'short.csv'}", f"output={tmp_path / 'out.ckpt'}"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith("error: ") and \
+        "no agent has 20 consecutive steps" in done.stderr
+    assert not any(tmp_path.glob("out*"))
+
+
+def test_predict_takes_a_temperature_and_refuses_a_bad_one(synthetic_run, tmp_path):
+    model, _, ckpt = synthetic_run
+    tracks = junction_tracks(3, seed=8)
+    tracks = tracks[tracks["frame"] <= tracks["frame"].min() + 17]
+    tracks.to_csv(tmp_path / "tracks.csv", index=False)
+    cfg = lambda **kw: compose_config("predict", [f"ckpt_path={ckpt}", f"input={tmp_path / 'tracks.csv'}",  # noqa: E731
+                                                  "num_samples=4"] + [f"{k}={v}" for k, v in kw.items()])
+    predict(cfg(prior_temperature=2.5, output=tmp_path / "wide.csv"))
+    model.cvae.prior_temperature = 2.5
+    try:
+        torch.manual_seed(0)
+        expected = predict_futures(model, tracks, num_samples=4)
+    finally:
+        model.cvae.prior_temperature = 1.0
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "wide.csv")[["x", "y"]], expected[["x", "y"]], rtol=1e-5,
+                               atol=1e-5)
+    with pytest.raises(InputError, match="prior_temperature must be a positive number"):
+        predict(cfg(prior_temperature=-1, output=tmp_path / "bad.csv"))
+    assert not (tmp_path / "bad.csv").exists()
