@@ -116,15 +116,18 @@ def iter_futures(
     present = FrameAgents.gather(windows)
     # All windows end at the same step, so each has the same neighbours: the others present.
     size = max(1, min(batch_size, neighbour_budget // max(present.crowd, 1)))
-    return _sample_batches(model, table, present, at_step, num_samples, size, cluster_from)
+    frames = table.frames(at_step + np.arange(1, model.hparams.pred_len + 1))
+    return sample_batches(model, table.agent_ids[present.agent], frames, present, num_samples, size, cluster_from)
 
 
 @torch.no_grad()
-def _sample_batches(model: TrajectoryCVAE, table: TrackTable, present: FrameAgents, at_step: int, num_samples: int,
-                    batch_size: int, cluster_from: int | None) -> Iterator[pd.DataFrame]:
+def sample_batches(model: TrajectoryCVAE, agent_ids: np.ndarray, frames: np.ndarray, present: FrameAgents,
+                   num_samples: int, batch_size: int, cluster_from: int | None) -> Iterator[pd.DataFrame]:
+    """The futures of `present`'s windows (agent_ids[w] the id of window w; frames the T_pred future frames),
+    `batch_size` windows at a time, in predict_futures' long format. Draws in window order, so the same torch
+    seed gives the same futures however the windows were found (a table or a live stream)."""
     device = next(model.parameters()).device
     steps = np.arange(1, model.hparams.pred_len + 1)
-    frames = table.frames(at_step + steps)
     for lo in range(0, len(present), batch_size):
         index = np.arange(lo, min(lo + batch_size, len(present)))
         batch = present.batch(index).to(device)
@@ -135,7 +138,7 @@ def _sample_batches(model: TrajectoryCVAE, table: TrackTable, present: FrameAgen
             samples, weights = (part.cpu().numpy() for part in model.representatives(batch, num_samples, cluster_from))
         w, k, t, _ = samples.shape  # (W, K, T_pred, 2)
         yield pd.DataFrame({
-            "agent_id": np.repeat(table.agent_ids[present.agent[index]], k * t),
+            "agent_id": np.repeat(agent_ids[index], k * t),
             "sample": np.tile(np.repeat(np.arange(k), t), w),
             "step": np.tile(steps, w * k),
             "frame": np.tile(frames, w * k),

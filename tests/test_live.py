@@ -1,0 +1,116 @@
+"""LiveForecaster: frame by frame as predict_futures on the table so far, gaps bridged or restarted, bad frames
+refused without a trace, and flat memory over a long stream."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cvae_traj import LiveForecaster, TrajectoryCVAE, predict_futures
+from cvae_traj.data.synthetic import junction_tracks
+from cvae_traj.errors import InputError
+
+
+def stream(tracks: pd.DataFrame):
+    for frame, rows in tracks.groupby("frame", sort=True):
+        yield frame, rows[["agent_id", "x", "y"]]
+
+
+def table_forecast(model, tracks, frame, **kw):
+    """predict_futures on every row up to `frame`, or None where no agent can be forecast there."""
+    torch.manual_seed(int(frame))
+    try:
+        return predict_futures(model, tracks[tracks["frame"] <= frame][["frame", "agent_id", "x", "y"]],
+                               at_frame=frame, frame_step=1, **kw)
+    except InputError as err:
+        assert "consecutive positions" in str(err)
+        return None
+
+
+@pytest.mark.parametrize("cluster_from", [None, 12])
+def test_each_frame_equals_predict_futures_on_the_table_so_far(synthetic_run, cluster_from):
+    model = synthetic_run[0]
+    tracks = junction_tracks(12, seed=3)
+    live = LiveForecaster(model, num_samples=4, cluster_from=cluster_from)
+    forecast_frames = 0
+    for frame, rows in stream(tracks):
+        torch.manual_seed(int(frame))
+        out = live.update(frame, rows)
+        expected = table_forecast(model, tracks, frame, num_samples=4, cluster_from=cluster_from)
+        if expected is None:
+            assert len(out) == 0, frame
+            continue
+        forecast_frames += 1
+        pd.testing.assert_frame_equal(out, expected)
+    assert forecast_frames > 10 and live.bridged == 0
+
+
+def test_a_missed_frame_is_bridged_and_a_long_gap_starts_afresh(synthetic_run):
+    model = synthetic_run[0]
+    tracks = junction_tracks(1, seed=3).query("branch != 'post'")[["frame", "agent_id", "x", "y"]]
+    first, last = tracks["frame"].min(), tracks["frame"].max()
+    missed = last - 3  # inside the window of the last frame
+    gap = tracks[tracks["frame"] != missed]
+    live = LiveForecaster(model, num_samples=3, max_gap=1)
+    for frame, rows in stream(gap):
+        torch.manual_seed(int(frame))
+        out = live.update(frame, rows)
+    assert live.bridged == 1
+    # The same as forecasting the table with the missed position put back halfway between its neighbours.
+    filled = tracks.copy()
+    filled.loc[filled["frame"] == missed, ["x", "y"]] = (
+        (tracks[tracks["frame"] == missed - 1][["x", "y"]].to_numpy()
+         + tracks[tracks["frame"] == missed + 1][["x", "y"]].to_numpy()) / 2)
+    pd.testing.assert_frame_equal(out, table_forecast(model, filled, last, num_samples=3), check_exact=False,
+                                  atol=1e-5)
+    # Two missed frames with max_gap=1: the track starts again, and needs obs_len steps before a forecast.
+    long_gap = tracks[~tracks["frame"].isin([first + 9, first + 10])]
+    live = LiveForecaster(model, num_samples=3, max_gap=1)
+    forecast = [frame for frame, rows in stream(long_gap) if len(live.update(frame, rows))]
+    assert first + 8 in forecast and min(f for f in forecast if f > first + 10) == first + 11 + 7
+    assert live.bridged == 0
+
+
+def test_bad_frames_name_the_problem_and_change_nothing(synthetic_run):
+    model = synthetic_run[0]
+    tracks = junction_tracks(6, seed=4)
+    frames = list(stream(tracks))
+    live, twin = LiveForecaster(model, num_samples=2), LiveForecaster(model, num_samples=2)
+    for frame, rows in frames[:12]:
+        live.update(frame, rows)
+        twin.update(frame, rows)
+    frame, rows = frames[12]
+    agent = rows["agent_id"].iloc[0]
+    bad = [
+        (frame, rows.assign(x=rows["x"].where(rows.index != rows.index[0], np.nan)), f"frame {frame}: column 'x' has NaN .*agent {agent}"),
+        (frame, pd.concat([rows, rows.iloc[:1]]), f"frame {frame}: agent {agent} has more than one row"),
+        (frame, rows.drop(columns="y"), f"frame {frame}: missing column"),
+        (frame, rows.assign(x=rows["x"].astype(object).where(rows.index != rows.index[0], "near")), "non-numeric value 'near'"),
+        (frames[5][0], rows, f"frame {frames[5][0]} is not after the last frame given"),
+        (frame + 0.5, rows, "off the grid"),
+        (frame, rows.assign(frame=frame + 1), "a row carries frame"),
+    ]
+    for f, r, message in bad:
+        with pytest.raises(InputError, match=message):
+            live.update(f, r)
+    for frame, rows in frames[12:]:
+        torch.manual_seed(int(frame))
+        out = live.update(frame, rows)
+        torch.manual_seed(int(frame))
+        pd.testing.assert_frame_equal(out, twin.update(frame, rows))
+    with pytest.raises(InputError, match="max_gap must be between 0 and 6"):
+        LiveForecaster(model, max_gap=7)
+
+
+def test_memory_stays_flat_over_a_long_stream():
+    torch.manual_seed(0)
+    live = LiveForecaster(TrajectoryCVAE(hidden_dim=8, latent_dim=2, prior_components=2), num_samples=1)
+    rng = np.random.default_rng(0)
+    held = []
+    for frame in range(3000):
+        # Agents come and go: each lives 30 frames; about 10 are present at any frame, a few missed now and then.
+        ids = [a for a in range(frame // 3 - 10, frame // 3 + 1) if a >= 0 and rng.random() > 0.05]
+        rows = pd.DataFrame({"agent_id": ids, "x": [0.3 * (frame - 3 * a) for a in ids], "y": [float(a) for a in ids]})
+        live.update(frame, rows)
+        held.append(len(live.agents))
+    assert max(held) <= 14 and len(live._pos) == len(live._seen) == held[-1]
+    assert live.bridged > 0
