@@ -1,6 +1,7 @@
 """Calibrating on the site: how far a few minutes of recorded tracks of the test scene move calibration.
 
     python benchmarks/site_calibration.py [variant=faithful_speed_clip] ['seeds=[0,1,2]'] [fraction=0.3]
+    python benchmarks/site_calibration.py report_only=true     # the table from benchmarks/results/site_calibration.json
 
 Not the benchmark's protocol, and labelled apart from it: each test recording is cut in time. Windows that end
 within its first `fraction` of frames are the site's calibration tracks; the model's prior_temperature is fitted
@@ -8,8 +9,9 @@ on them (cvae_traj.calibration.fit_prior_temperature), and both models, as train
 the windows that start after the cut, which share no frame with them. The calibrated naive baseline gets the
 same help: its spread factor is chosen on the same calibration windows instead of the fold's validation files.
 Calibration error of 500 draws' final positions and KDE NLL of 2000 draws, on at most `eval_windows` of the later
-windows (drawn at random with the seed, the same for every model). Checkpoints are the benchmark's runs
-(benchmarks/eth_ucy.py), found through their records in benchmarks/results/runs/<variant>/.
+windows (drawn at random, the same for every model). Checkpoints are the benchmark's runs (benchmarks/eth_ucy.py),
+found through their records in benchmarks/results/runs/<variant>/. Runs are added to `output`, replacing those
+of the same scene and seed, and the table covers every run there.
 """
 import json
 import sys
@@ -18,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 from bench.eth_ucy_runner import _checkpoint_of
 from bench.options import options
@@ -34,7 +35,7 @@ from cvae_traj.io import write_json
 cfg = options({"variant": "faithful_speed_clip", "scenes": list(SCENES), "seeds": [0, 1, 2], "fraction": 0.3,
                "fit_windows": 1000, "eval_windows": 5000, "calibration_samples": 500, "kde_samples": 2000,
                "data": "data/eth_ucy", "runs_dir": "benchmarks/runs", "records": "benchmarks/results/runs",
-               "output": "benchmarks/results/site_calibration.json"})
+               "output": "benchmarks/results/site_calibration.json", "report_only": False})
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
@@ -57,8 +58,10 @@ def scores(sampler, windows, rows: np.ndarray, seed: int) -> dict:
     return {k: s[k] for k in ("calibration_error", "kde_nll", "coverage_50", "coverage_90")}
 
 
-results = {"commit": git_commit(), "hardware": hardware(1), "options": OmegaConf.to_container(cfg), "runs": []}
-for scene in cfg.scenes:
+results = {"runs": []}
+if Path(cfg.output).is_file():
+    results = json.loads(Path(cfg.output).read_text())
+for scene in [] if cfg.report_only else cfg.scenes:
     data = EthUcyDataModule(scene=scene, root=cfg.data)
     fit_part, eval_part = split_in_time(data, 8, 12)
     rows = np.sort(np.random.default_rng(0).permutation(len(eval_part))[:cfg.eval_windows])
@@ -78,11 +81,12 @@ for scene in cfg.scenes:
         as_trained = scores(model, eval_part, rows, seed)
         model.cvae.prior_temperature = fit.temperature
         calibrated = scores(model, eval_part, rows, seed)
-        run = {"scene": scene, "seed": seed, "checkpoint": str(ckpt), "fit_windows": len(fit_part),
+        run = {"scene": scene, "seed": seed, "variant": cfg.variant, "checkpoint": str(ckpt), "commit": git_commit(),
+               "hardware": hardware(1), "fraction": cfg.fraction, "fit_windows": len(fit_part),
                "eval_windows": len(rows), "eval_windows_all": len(eval_part), "temperature": fit.temperature,
                "fit_errors": fit.errors, "as_trained": as_trained, "calibrated": calibrated, "naive": naive_scores,
                "seconds": round(time.perf_counter() - start, 1)}
-        results["runs"].append(run)
+        results["runs"] = [r for r in results["runs"] if (r["scene"], r["seed"]) != (scene, seed)] + [run]
         print(f"{scene} seed {seed}: {len(fit_part)} calibration windows, {len(rows)} scored; prior_temperature "
               f"{fit.temperature:.2f}; calibration error {as_trained['calibration_error']:.3f} -> "
               f"{calibrated['calibration_error']:.3f}, KDE NLL {as_trained['kde_nll']:.2f} -> "
@@ -92,12 +96,15 @@ for scene in cfg.scenes:
 print("\n| scene | calibration windows | scored | prior_temperature | calibration error as trained -> site-calibrated "
       "| KDE NLL | naive calibration error as fitted -> site-calibrated |\n|---|---|---|---|---|---|---|")
 for scene in cfg.scenes:
-    runs = [r for r in results["runs"] if r["scene"] == scene]
+    runs = sorted((r for r in results["runs"] if r["scene"] == scene), key=lambda r: r["seed"])
+    if not runs:
+        continue
     mean = lambda key, part: np.mean([r[part][key] for r in runs])  # noqa: E731
-    temps = ", ".join(f"{r['temperature']:.2f}" for r in runs)
+    temps = ", ".join(f"{r['temperature']:.2f}" for r in runs) + f" (seeds {', '.join(str(r['seed']) for r in runs)})"
     naive = runs[0]["naive"]
     print(f"| {scene} | {runs[0]['fit_windows']} | {runs[0]['eval_windows']} | {temps} | "
           f"{mean('calibration_error', 'as_trained'):.3f} -> {mean('calibration_error', 'calibrated'):.3f} | "
           f"{mean('kde_nll', 'as_trained'):.2f} -> {mean('kde_nll', 'calibrated'):.2f} | "
           f"{naive['as_fitted']['calibration_error']:.3f} -> {naive['site']['calibration_error']:.3f} |")
-write_json(results, cfg.output)
+if not cfg.report_only:
+    write_json(results, cfg.output)

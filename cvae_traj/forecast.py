@@ -12,10 +12,10 @@ import torch
 from omegaconf import DictConfig
 
 from cvae_traj.data.current import FrameAgents, current_windows, frame_to_step
-from cvae_traj.data.tracks import TimeUnit, TrackTable, load_recent_tracks, validate_tracks
+from cvae_traj.data.tracks import TimeUnit, TrackTable, load_recent_tracks, load_tracks, validate_tracks
 from cvae_traj.errors import CheckpointError, InputError
 from cvae_traj.io import check_output_path, write_futures
-from cvae_traj.plotting import plot_futures, save_figure
+from cvae_traj.plotting import plot_futures, save_figure, write_animation
 from cvae_traj.system import TrajectoryCVAE
 
 log = logging.getLogger(__name__)
@@ -174,6 +174,10 @@ def predict(cfg: DictConfig) -> Path:
         futures = list(futures)
         figure = plot_futures(table, pd.concat(futures, ignore_index=True), frame_to_step(table, cfg.at_frame),
                               model.hparams.obs_len)
+    whole = None
+    if cfg.animate:  # read and checked before anything is written
+        whole = load_tracks(cfg.input, columns=dict(cfg.columns), time_unit=cfg.time_unit, frame_step=cfg.frame_step,
+                            dt=model.hparams.dt)
     rows = write_futures(futures, output)
     agents = rows // (cfg.num_samples * model.hparams.pred_len)
     log.info("wrote %d futures of %d agents to %s", cfg.num_samples, agents, output)
@@ -181,6 +185,14 @@ def predict(cfg: DictConfig) -> Path:
         plot_path = Path(cfg.plot_path) if cfg.plot_path else output.with_suffix(".png")
         save_figure(figure, plot_path)
         log.info("wrote plot to %s", plot_path)
+    if whole is not None:
+        from cvae_traj.live import replay  # live builds on this module
+
+        torch.manual_seed(cfg.seed)
+        forecasts = replay(model, whole, cfg.num_samples, cfg.get("cluster_from"))
+        for path in write_animation(whole, forecasts, model.hparams.obs_len, output.with_suffix(".gif"),
+                                    fps=cfg.fps):
+            log.info("wrote animation to %s", path)
     return output
 
 

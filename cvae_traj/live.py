@@ -21,14 +21,14 @@ leave the forecaster as it was before the call.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Iterator, Mapping
 
 import numpy as np
 import pandas as pd
 import torch
 
 from cvae_traj.data.current import FrameAgents
-from cvae_traj.data.tracks import _checked_columns, _column_names, _id, _num
+from cvae_traj.data.tracks import TrackTable, _checked_columns, _column_names, _id, _num
 from cvae_traj.errors import InputError
 from cvae_traj.forecast import sample_batches
 from cvae_traj.io import FUTURE_COLUMNS
@@ -191,3 +191,22 @@ class LiveForecaster:
         with torch.no_grad():
             return pd.concat(list(sample_batches(self.model, agent_ids, frames, agents, self.num_samples, size,
                                                  self.cluster_from)), ignore_index=True)
+
+
+def replay(model: TrajectoryCVAE, table: TrackTable, num_samples: int = 20, cluster_from: int | None = None,
+           max_gap: int = 2) -> Iterator[tuple[int, pd.DataFrame]]:
+    """A recorded table fed to a LiveForecaster step by step, as if live: (step, futures) for every grid step
+    from the first at which an agent is forecast to the table's last (futures empty where no one is). Seed
+    with torch.manual_seed for repeatable futures."""
+    live = LiveForecaster(model, num_samples, cluster_from, frame_step=table.frame_step, max_gap=max_gap)
+    order = np.argsort(table.step, kind="stable")
+    steps, ids, xy = table.step[order], table.agent_ids[table.agent[order]], table.xy[order]
+    bounds = np.searchsorted(steps, np.arange(steps.min(), steps.max() + 2))
+    started = False
+    for i, step in enumerate(range(int(steps.min()), int(steps.max()) + 1)):
+        lo, hi = bounds[i], bounds[i + 1]
+        rows = pd.DataFrame({"agent_id": ids[lo:hi], "x": xy[lo:hi, 0], "y": xy[lo:hi, 1]})
+        futures = live.update(table.frames(step), rows)
+        started = started or len(futures) > 0
+        if started:
+            yield step, futures
