@@ -31,6 +31,7 @@ from cvae_traj.data.tracks import load_tracks
 from cvae_traj.data.windows import Windows, make_windows
 from cvae_traj.errors import CheckpointError, InputError
 from cvae_traj.evaluation import evaluate_samples
+from cvae_traj.forecast import load_model
 from cvae_traj.io import atomic_path
 from cvae_traj.system import TrajectoryCVAE
 
@@ -97,8 +98,6 @@ def write_calibrated_checkpoint(source: str | Path, temperature: float, output: 
 def calibrate(cfg: DictConfig) -> TemperatureFit:
     """Fit prior_temperature on every window of cfg.input (a track table as predict.py reads) and write
     cfg.ckpt_path with it to cfg.output. The model's own temperature is replaced, not multiplied."""
-    from cvae_traj.forecast import load_model  # forecast imports plotting; keep `import calibration` light
-
     if Path(cfg.output).suffix != ".ckpt":
         raise InputError(f"{cfg.output}: output must be a checkpoint ending in .ckpt")
     model = load_model(cfg.ckpt_path)
