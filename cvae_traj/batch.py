@@ -5,6 +5,8 @@ Shape convention, used throughout the package:
     future          (B, T_pred, 2)     ground-truth absolute positions (None when unknown)
     neighbours      (B, N, T_obs, 2)   other agents present in the observed frames
     neighbour_mask  (B, N, T_obs)      True where that neighbour was observed at that step
+    history         (B,)               int64: the agent's observed steps, the last `history` of T_obs (None: all);
+                                       the positions before them are placeholders the model fills in
     samples         (B, K, T_pred, 2)  K sampled futures per agent
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ class TrajectoryBatch:
     future: Tensor | None  # (B, T_pred, 2)
     neighbours: Tensor  # (B, N, T_obs, 2)
     neighbour_mask: Tensor  # (B, N, T_obs)
+    history: Tensor | None = None  # (B,) int64, 1 <= history <= T_obs; None: every step observed
 
     def __post_init__(self) -> None:
         b, t_obs, d = self.past.shape
@@ -34,6 +37,8 @@ class TrajectoryBatch:
             raise ValueError(f"neighbours must be (B, N, T_obs, 2), got {tuple(self.neighbours.shape)}")
         if self.neighbour_mask.shape != self.neighbours.shape[:3]:
             raise ValueError(f"neighbour_mask must be (B, N, T_obs), got {tuple(self.neighbour_mask.shape)}")
+        if self.history is not None and self.history.shape != (b,):
+            raise ValueError(f"history must be (B,), got {tuple(self.history.shape)}")
 
     def __len__(self) -> int:
         return self.past.shape[0]
@@ -63,7 +68,7 @@ class TrajectoryBatch:
         )
 
     @classmethod
-    def from_past(cls, past: Tensor, future: Tensor | None = None) -> TrajectoryBatch:
+    def from_past(cls, past: Tensor, future: Tensor | None = None, history: Tensor | None = None) -> TrajectoryBatch:
         """A batch of agents without neighbours, for callers that only have the agents' own tracks."""
         b, t_obs, _ = past.shape
         return cls(
@@ -71,4 +76,9 @@ class TrajectoryBatch:
             future=future,
             neighbours=past.new_zeros(b, 0, t_obs, 2),
             neighbour_mask=torch.zeros(b, 0, t_obs, dtype=torch.bool, device=past.device),
+            history=history,
         )
+
+    def with_history(self, history: Tensor) -> TrajectoryBatch:
+        """The same batch with only the last `history` (B,) steps of each agent's past counted as observed."""
+        return replace(self, history=history)

@@ -109,9 +109,12 @@ def evaluate_best_of_k(
     cluster_from: int | None = None,
     batch_size: int = 256,
     seed: int = 0,
+    history: int | None = None,
 ) -> dict[str, float]:
     """Mean minADE_K / minFDE_K over a split, of K faithful draws or (cluster_from=M) of K representatives
-    of M draws clustered by final position (TrajectoryCVAE.representatives), with the seconds sampling took."""
+    of M draws clustered by final position (TrajectoryCVAE.representatives), with the seconds sampling took.
+    With `history` h every window's past is cut to its last h steps (TrajectoryBatch.history), as for an agent
+    that has just appeared; the futures and windows are the same."""
     model.eval()
     torch.manual_seed(seed)
     windows = datamodule.windows(split)
@@ -119,6 +122,8 @@ def evaluate_best_of_k(
     ade = fde = seconds = 0.0
     for lo in range(0, len(windows), batch_size):
         batch = windows.batch(np.arange(lo, min(lo + batch_size, len(windows)))).to(device)
+        if history is not None:
+            batch = batch.with_history(torch.full((len(batch),), history, dtype=torch.int64, device=device))
         start = time.perf_counter()
         samples = (model.sample(batch, num_samples=num_samples) if cluster_from is None
                    else model.representatives(batch, num_samples, cluster_from)[0])

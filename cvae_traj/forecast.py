@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig
 
-from cvae_traj.data.current import FrameAgents, current_windows, frame_to_step
+from cvae_traj.data.current import FrameAgents, frame_to_step
 from cvae_traj.data.tracks import TimeUnit, TrackTable, load_recent_tracks, load_tracks, validate_tracks
 from cvae_traj.errors import CheckpointError, InputError
 from cvae_traj.io import check_output_path, write_futures
@@ -73,11 +73,14 @@ def predict_futures(
     batch_size: int = 1024,
     neighbour_budget: int = 2**16,
     cluster_from: int | None = None,
+    min_history: int | None = None,
 ) -> pd.DataFrame:
     """K futures per agent, in long format with columns agent_id, sample, step, frame, x, y, weight.
 
-    Agents are those whose last T_obs positions are consecutive and end at `at_frame` (default: the
-    table's last frame). `step` runs 1..T_pred and `frame` is the future frame in the table's units;
+    Agents are those present at `at_frame` (default: the table's last frame) with at least `min_history`
+    consecutive positions ending there (default: the fewest the model was trained on, T_obs unless it was
+    trained with model.min_history; check_min_history). `step` runs 1..T_pred and `frame` is the future frame
+    in the table's units;
     `sample` runs 0..K-1. By default the K futures are faithful draws (TrajectoryCVAE.sample), each of
     weight 1/K: the share of them that does something estimates its probability. With `cluster_from` M
     they are representatives of M draws clustered by final position (TrajectoryCVAE.representatives):
@@ -86,7 +89,7 @@ def predict_futures(
     for more agents than the futures of all of them fit in memory.
     """
     return pd.concat(iter_futures(model, tracks, num_samples, at_frame, columns, time_unit, frame_step, batch_size,
-                                  neighbour_budget, cluster_from), ignore_index=True)
+                                  neighbour_budget, cluster_from, min_history), ignore_index=True)
 
 
 def iter_futures(
@@ -100,6 +103,7 @@ def iter_futures(
     batch_size: int = 1024,
     neighbour_budget: int = 2**16,
     cluster_from: int | None = None,
+    min_history: int | None = None,
 ) -> Iterator[pd.DataFrame]:
     """The rows of `predict_futures`, one data frame per batch, sampled as they are asked for.
 
@@ -109,15 +113,33 @@ def iter_futures(
     """
     if cluster_from is not None and cluster_from < num_samples:
         raise InputError(f"cluster_from ({cluster_from}) must be at least num_samples ({num_samples})")
+    min_history = check_min_history(model, min_history)
     table = tracks if isinstance(tracks, TrackTable) else validate_tracks(
         tracks, columns=columns, time_unit=time_unit, frame_step=frame_step, dt=model.hparams.dt)
     at_step = frame_to_step(table, at_frame)
-    windows = current_windows(table, model.hparams.obs_len, at_step)
-    present = FrameAgents.gather(windows)
+    present = FrameAgents.current(table, model.hparams.obs_len, at_step, min_history)
     # All windows end at the same step, so each has the same neighbours: the others present.
     size = max(1, min(batch_size, neighbour_budget // max(present.crowd, 1)))
     frames = table.frames(at_step + np.arange(1, model.hparams.pred_len + 1))
     return sample_batches(model, table.agent_ids[present.agent], frames, present, num_samples, size, cluster_from)
+
+
+def check_min_history(model: TrajectoryCVAE, min_history: int | None) -> int:
+    """The fewest consecutive positions an agent needs to be forecast: `min_history`, or by default the fewest
+    the model was trained on. InputError if the model was not trained on that few, or it is beyond T_obs."""
+    trained, obs_len = model.cvae.min_history, model.hparams.obs_len
+    if min_history is None:
+        return trained
+    if isinstance(min_history, bool) or not isinstance(min_history, (int, np.integer)):
+        raise InputError(f"min_history must be a whole number of observed steps, got {min_history!r}")
+    if min_history < trained:
+        shortest = (f"only agents with all {obs_len} observed steps (it was trained on full histories; one trained "
+                    f"with model.min_history=2 forecasts from 2)") if trained == obs_len else \
+            f"agents with at least {trained} observed steps (the shortest history it was trained on)"
+        raise InputError(f"min_history={min_history} is too short for this model: it forecasts {shortest}")
+    if min_history > obs_len:
+        raise InputError(f"min_history={min_history} is beyond the {obs_len} steps this model observes")
+    return int(min_history)
 
 
 @torch.no_grad()
@@ -168,7 +190,8 @@ def predict(cfg: DictConfig) -> Path:
                                frame_step=cfg.frame_step, dt=model.hparams.dt)
     torch.manual_seed(cfg.seed)
     futures = iter_futures(model, table, num_samples=cfg.num_samples, at_frame=cfg.at_frame,
-                           batch_size=cfg.batch_size, cluster_from=cfg.get("cluster_from"))
+                           batch_size=cfg.batch_size, cluster_from=cfg.get("cluster_from"),
+                           min_history=cfg.get("min_history"))
     figure = None
     if cfg.plot:
         futures = list(futures)
@@ -189,7 +212,8 @@ def predict(cfg: DictConfig) -> Path:
         from cvae_traj.live import replay  # live builds on this module
 
         torch.manual_seed(cfg.seed)
-        forecasts = replay(model, whole, cfg.num_samples, cfg.get("cluster_from"))
+        forecasts = replay(model, whole, cfg.num_samples, cfg.get("cluster_from"),
+                           min_history=cfg.get("min_history"))
         for path in write_animation(whole, forecasts, model.hparams.obs_len, output.with_suffix(".gif"),
                                     fps=cfg.fps):
             log.info("wrote animation to %s", path)

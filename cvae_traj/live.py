@@ -7,11 +7,13 @@
 
 The forecaster keeps, per agent, only the positions of the last T_obs steps, and forgets an agent once it has
 not been seen for T_obs steps (it can then be no one's neighbour), so its memory stays flat over an unbounded
-stream. An agent is forecast at a frame where it is present with T_obs consecutive steps behind it.
+stream. An agent is forecast at a frame where it is present with `min_history` consecutive steps behind it (by
+default the fewest the model was trained on: T_obs, or 2 for a model trained with model.min_history=2, so
+that a newcomer gets futures from its second position).
 
 Missed detections: when an agent comes back after at most `max_gap` missed frames, the missing positions are
 bridged on the straight line between its last position and the new one, at constant speed, and its track goes
-on; after a longer gap its track starts afresh (it is forecast again once it has T_obs steps). Bridged
+on; after a longer gap its track starts afresh (it is forecast again once it has min_history steps). Bridged
 positions are the forecaster's guess, not observations: `bridged` counts them.
 
 For a stream without gaps, each frame's futures equal `predict_futures` on the table of all frames so far, for
@@ -27,12 +29,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cvae_traj.data.current import FrameAgents
+from cvae_traj.data.current import FrameAgents, trailing_run
 from cvae_traj.data.tracks import TrackTable, _checked_columns, _column_names, _id, _num
 from cvae_traj.errors import InputError
-from cvae_traj.forecast import sample_batches
+from cvae_traj.forecast import check_min_history, sample_batches
 from cvae_traj.io import FUTURE_COLUMNS
 from cvae_traj.system import TrajectoryCVAE
+
+# A ring entry that holds no step: below any step a window can reach back to (steps count from 0 at the first frame).
+_NONE = np.iinfo(np.int64).min
 
 
 class LiveForecaster:
@@ -47,12 +52,14 @@ class LiveForecaster:
         max_gap: missed frames in a row that are bridged rather than starting the agent's track afresh; at most
             T_obs - 2.
         columns: the rows' own names for agent_id, x and y (and frame, where they carry one).
+        min_history: consecutive steps an agent needs to be forecast (None: the fewest the model was trained on).
     """
 
     def __init__(self, model: TrajectoryCVAE, num_samples: int = 20, cluster_from: int | None = None,
                  frame_step: float = 1.0, max_gap: int = 2, columns: Mapping[str, str] | None = None,
-                 batch_size: int = 1024, neighbour_budget: int = 2**16) -> None:
+                 batch_size: int = 1024, neighbour_budget: int = 2**16, min_history: int | None = None) -> None:
         self.model = model.eval()
+        self.min_history = check_min_history(model, min_history)
         self.obs_len, self.pred_len = model.hparams.obs_len, model.hparams.pred_len
         if not 0 <= max_gap <= self.obs_len - 2:
             raise InputError(f"max_gap must be between 0 and {self.obs_len - 2} (obs_len - 2), got {max_gap}")
@@ -74,8 +81,7 @@ class LiveForecaster:
         self._ids: list = []
         length = self.obs_len
         self._pos = np.zeros((0, length, 2), dtype=np.float32)  # ring: step s at index s % obs_len
-        self._at = np.zeros((0, length), dtype=np.int64)  # the step each ring entry holds (-1: none)
-        self._run = np.zeros(0, dtype=np.int64)  # first step of the agent's current unbroken (or bridged) run
+        self._at = np.zeros((0, length), dtype=np.int64)  # the step each ring entry holds (_NONE: none)
         self._seen = np.zeros(0, dtype=np.int64)  # last step the agent was present
 
     @property
@@ -142,15 +148,14 @@ class LiveForecaster:
         if not keep.all():
             self._ids = [a for a, k in zip(self._ids, keep) if k]
             self._slot = {a: i for i, a in enumerate(self._ids)}
-            self._pos, self._at, self._run, self._seen = (a[keep] for a in (self._pos, self._at, self._run, self._seen))
+            self._pos, self._at, self._seen = (a[keep] for a in (self._pos, self._at, self._seen))
         new = [a for a in ids if a not in self._slot]
         if new:
             n = len(new)
             self._slot.update({a: len(self._ids) + i for i, a in enumerate(new)})
             self._ids += new
             self._pos = np.concatenate([self._pos, np.zeros((n, self.obs_len, 2), dtype=np.float32)])
-            self._at = np.concatenate([self._at, np.full((n, self.obs_len), -1, dtype=np.int64)])
-            self._run = np.concatenate([self._run, np.full(n, step, dtype=np.int64)])
+            self._at = np.concatenate([self._at, np.full((n, self.obs_len), _NONE, dtype=np.int64)])
             self._seen = np.concatenate([self._seen, np.full(n, step - self.obs_len, dtype=np.int64)])
         for a, position in zip(ids, xy.astype(np.float32)):
             i = self._slot[a]
@@ -162,8 +167,6 @@ class LiveForecaster:
                     self._pos[i, s % self.obs_len] = last + (position - last) * (k / (missed + 1))
                     self._at[i, s % self.obs_len] = s
                 self.bridged += missed
-            elif missed > self.max_gap:
-                self._run[i] = step
             self._pos[i, step % self.obs_len] = position
             self._at[i, step % self.obs_len] = step
             self._seen[i] = step
@@ -178,7 +181,8 @@ class LiveForecaster:
         tracks = np.where(held[..., None], self._pos[order][:, ring], np.float32(np.nan)).astype(np.float32)
         present = np.zeros(len(self._ids), dtype=bool)
         present[[self._slot[a] for a in ids]] = True
-        ready = present[order] & (self._run[order] <= steps[0]) & held.all(axis=1)
+        # A longer gap is not bridged, so the unheld steps end the agent's run there (its track starts afresh).
+        ready = present[order] & (trailing_run(held) >= self.min_history)
         rows = np.flatnonzero(ready)
         if len(rows) == 0:
             return pd.DataFrame({c: [] for c in FUTURE_COLUMNS})
@@ -194,11 +198,12 @@ class LiveForecaster:
 
 
 def replay(model: TrajectoryCVAE, table: TrackTable, num_samples: int = 20, cluster_from: int | None = None,
-           max_gap: int = 2) -> Iterator[tuple[int, pd.DataFrame]]:
+           max_gap: int = 2, min_history: int | None = None) -> Iterator[tuple[int, pd.DataFrame]]:
     """A recorded table fed to a LiveForecaster step by step, as if live: (step, futures) for every grid step
     from the first at which an agent is forecast to the table's last (futures empty where no one is). Seed
     with torch.manual_seed for repeatable futures."""
-    live = LiveForecaster(model, num_samples, cluster_from, frame_step=table.frame_step, max_gap=max_gap)
+    live = LiveForecaster(model, num_samples, cluster_from, frame_step=table.frame_step, max_gap=max_gap,
+                          min_history=min_history)
     order = np.argsort(table.step, kind="stable")
     steps, ids, xy = table.step[order], table.agent_ids[table.agent[order]], table.xy[order]
     bounds = np.searchsorted(steps, np.arange(steps.min(), steps.max() + 2))

@@ -55,7 +55,12 @@ class TrajectoryCVAE(L.LightningModule):
             scoring, leaving the mixture weights, each mode's odds, as they are: above 1 the draws spread wider
             within each mode. Trained at 1; `python -m cvae_traj.calibration` fits it on recorded tracks of a new
             site (cvae_traj.calibration) and writes a checkpoint that holds it.
-        beta: weight of the KL term once annealing is over.
+        min_history: the fewest observed steps an agent needs to be forecast (None: obs_len). Below obs_len, the
+            model is trained on histories cut short at random (short_history_share of the training windows, each
+            to a length uniform in min_history .. obs_len - 1); the steps before a short history are filled in by
+            running it backwards at its mean velocity, and the history encoder is told which steps were seen.
+        short_history_share: the share of training windows whose history is cut short, with min_history below
+            obs_len; the rest train on full histories, the case of every agent that has been around a while.
         kl_anneal_steps: optimiser steps over which the KL weight rises linearly from 0 to beta (0: none).
         variety_weight: weight of a best-of-many term added to the negative ELBO: the smallest average
             displacement (metres) among `variety_samples` decoder means at z ~ p(z|x), reparameterised. It
@@ -85,6 +90,8 @@ class TrajectoryCVAE(L.LightningModule):
         heading_frame: bool = True,
         speed_frame: bool = False,
         prior_temperature: float = 1.0,
+        min_history: int | None = None,
+        short_history_share: float = 0.5,
         beta: float = 1.0,
         kl_anneal_steps: int = 2000,
         variety_weight: float = 0.0,
@@ -100,11 +107,14 @@ class TrajectoryCVAE(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if not 0 <= short_history_share <= 1:
+            raise ValueError(f"short_history_share must be a share of the training windows, in [0, 1], got "
+                             f"{short_history_share!r}")
         if lr_decay_steps is not None and not lr_decay_steps > 0:
             raise ValueError(f"lr_decay_steps must be a positive number of optimiser steps or None, got "
                              f"{lr_decay_steps!r}")
         self.cvae = ConditionalVAE(obs_len, pred_len, dt, hidden_dim, latent_dim, prior_components, social,
-                                   decoder_min_scale, heading_frame, speed_frame, prior_temperature)
+                                   decoder_min_scale, heading_frame, speed_frame, prior_temperature, min_history)
         # Means over windows that stay right across processes: each holds a sum and a count, all-reduced
         # at epoch end, so unequal shards are weighted by their windows (not averaged per process).
         names = [f"min_ade_{num_eval_samples}", f"min_fde_{num_eval_samples}", "ml_ade", "ml_fde", "cv_ade", "cv_fde",
@@ -147,7 +157,22 @@ class TrajectoryCVAE(L.LightningModule):
         ramp = 1.0 if steps <= 0 else min(1.0, (self.global_step + 1) / steps)
         return self.hparams.beta * ramp
 
+    def shortened(self, batch: TrajectoryBatch) -> TrajectoryBatch:
+        """A training batch with short_history_share of its agents' histories cut to a length uniform in
+        min_history .. obs_len - 1 (the batch as is when the model needs full histories)."""
+        shortest, obs_len = self.cvae.min_history, self.hparams.obs_len
+        if shortest >= obs_len:
+            return batch
+        b, device = len(batch), batch.past.device
+        cut = torch.rand(b, device=device) < self.hparams.short_history_share
+        length = torch.randint(shortest, obs_len, (b,), device=device)
+        history = torch.where(cut, length, torch.full_like(length, obs_len))
+        if batch.history is not None:
+            history = torch.minimum(history, batch.history)
+        return batch.with_history(history)
+
     def training_step(self, batch: TrajectoryBatch, batch_idx: int) -> Tensor:
+        batch = self.shortened(batch)
         variety_weight = self.hparams.variety_weight
         terms = self.cvae.elbo_terms(batch, variety_samples=self.hparams.variety_samples if variety_weight else 0,
                                      variety_noise=self.hparams.variety_noise)

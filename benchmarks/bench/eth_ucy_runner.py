@@ -31,6 +31,7 @@ from cvae_traj.errors import CvaeTrajError, InputError
 from cvae_traj.evaluation import evaluate_best_of_k, evaluate_likelihood, evaluate_samples
 from cvae_traj.forecast import load_model, predict_futures
 from cvae_traj.io import atomic_path, write_json
+from cvae_traj.metrics import constant_velocity, min_ade, min_fde
 from cvae_traj.plotting import plot_reliability, save_figure
 from cvae_traj.training import train
 
@@ -70,6 +71,8 @@ def run_benchmark(cfg: DictConfig) -> dict:
         metrics["naive"] = naive_on_test(train_cfg, cfg.likelihood, seed)
         if cfg.passes:
             metrics["passes"] = passes_on_test(train_cfg, best, cfg.passes, cfg.clustered.cluster_from)
+        if cfg.history_lengths:
+            metrics["history"] = history_on_test(train_cfg, best, cfg.passes or 1, cfg.history_lengths)
         if variant == cfg.speed_variant and seed == cfg.ship_seed and cfg.checkpoints_dir:
             ship_checkpoint(best, Path(cfg.checkpoints_dir) / f"{scene}.ckpt")
         commit = git_commit(outputs=(str(cfg.output_dir), str(cfg.checkpoints_dir or cfg.output_dir)))
@@ -196,6 +199,24 @@ def passes_on_test(train_cfg: DictConfig, ckpt: Path, passes: int, cluster_from:
         out[kind] = {k: [r[k] for r in runs] for k in ("min_ade_20", "min_fde_20")} | {"cluster_from": m}
         if kind == "representatives":
             out[kind]["representative"] = REPRESENTATIVE
+    return out
+
+
+def history_on_test(train_cfg: DictConfig, ckpt: Path, passes: int, lengths: list[int]) -> dict:
+    """Best-of-20 faithful draws on the run's test windows with every past cut to its last h steps, for each h of
+    `lengths` the model was trained to forecast from (its min_history and up), over `passes` sampling passes;
+    beside them constant velocity on the same windows (the last two positions: the same for every h)."""
+    model, datamodule = load_model(ckpt), instantiate(train_cfg.data)
+    out = {}
+    for h in lengths:
+        if h < model.cvae.min_history or h > model.hparams.obs_len:
+            continue
+        runs = [evaluate_best_of_k(model, datamodule, "test", seed=p, history=h) for p in range(passes)]
+        out[str(h)] = {k: [r[k] for r in runs] for k in ("min_ade_20", "min_fde_20")}
+    windows = datamodule.windows("test")
+    cv = constant_velocity(torch.from_numpy(windows.past), model.hparams.pred_len).unsqueeze(1)
+    future = torch.from_numpy(windows.future)
+    out["cv"] = {"min_ade_20": min_ade(cv, future).mean().item(), "min_fde_20": min_fde(cv, future).mean().item()}
     return out
 
 

@@ -37,10 +37,16 @@ def current_windows(table: TrackTable, obs_len: int, at_step: int) -> Windows:
     return windows
 
 
+def trailing_run(held: np.ndarray) -> np.ndarray:
+    """(A,) how many of the last steps each row of `held` (A, T) is True at without a break."""
+    return np.cumprod(held[:, ::-1], axis=1).sum(axis=1)
+
+
 class FrameAgents:
-    """The agents present in the observed steps of windows that all end at one step (`current_windows`), as one
-    array, so that a batch is gathered from it: every window's neighbours are the same agents, all but itself.
-    A batch equals `windows.batch` of the same windows (tested), without looking neighbours up per window."""
+    """The agents present in the observed steps of windows that all end at one step (`current_windows`, or
+    `FrameAgents.current` for histories shorter than T_obs), as one array, so that a batch is gathered from it:
+    every window's neighbours are the same agents, all but itself. A batch equals `windows.batch` of the same
+    windows (tested), without looking neighbours up per window."""
 
     def __init__(self, tracks: np.ndarray, row: np.ndarray, agent: np.ndarray) -> None:
         self.tracks = tracks  # (A, T_obs, 2) float32, NaN where absent; agents ascending, as Windows orders them
@@ -54,6 +60,22 @@ class FrameAgents:
         tracks = np.full((len(agents), windows.obs_len, 2), np.nan, dtype=np.float32)
         tracks[inverse.reshape(-1), index.step_dense] = index.xy
         return cls(tracks, np.searchsorted(agents, windows.agent), windows.agent)
+
+    @classmethod
+    def current(cls, table: TrackTable, obs_len: int, at_step: int, min_history: int) -> FrameAgents:
+        """The agents present at `at_step` with at least `min_history` consecutive positions ending there; with
+        min_history = obs_len the agents of `current_windows`. Neighbours are everyone present in the last
+        obs_len steps, as for full histories."""
+        first = at_step - obs_len + 1
+        observed = table.select_steps(first, at_step)
+        agents, inverse = np.unique(observed.agent, return_inverse=True)
+        tracks = np.full((len(agents), obs_len, 2), np.nan, dtype=np.float32)
+        tracks[inverse.reshape(-1), observed.step - first] = observed.xy
+        row = np.flatnonzero(trailing_run(~np.isnan(tracks[..., 0])) >= min_history)
+        if len(row) == 0:
+            raise InputError(f"{table.source}: no agent has {min_history} consecutive positions ending at frame "
+                             f"{table.frames(at_step):g}")
+        return cls(tracks, row, agents[row])
 
     def __len__(self) -> int:
         return len(self.row)
@@ -70,9 +92,12 @@ class FrameAgents:
         neigh = self.tracks[others]
         mask = ~np.isnan(neigh[..., 0])
         past = self.tracks[row]
+        held = ~np.isnan(past[..., 0])
+        history = trailing_run(held)  # the positions before an agent's last run are not its history
         return TrajectoryBatch(
-            past=torch.from_numpy(past),
+            past=torch.from_numpy(np.where(held[..., None], past, np.float32(0.0))),
             future=torch.from_numpy(past[:, :0]),
             neighbours=torch.from_numpy(np.where(mask[..., None], neigh, np.float32(0.0))),
             neighbour_mask=torch.from_numpy(mask),
+            history=None if (history == past.shape[1]).all() else torch.from_numpy(history.astype(np.int64)),
         )

@@ -5,6 +5,8 @@ sampling and the importance-weighted bound. Training (cvae_traj.system), export 
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
@@ -14,7 +16,7 @@ from cvae_traj.clustering import cluster_futures
 from cvae_traj.metrics import min_ade, min_fde
 from cvae_traj.models.decoder import TrajectoryDecoder
 from cvae_traj.models.frame import heading_rotation, speed_scale, to_world
-from cvae_traj.models.history_encoder import HistoryEncoder
+from cvae_traj.models.history_encoder import HistoryEncoder, backfill, observed_steps
 from cvae_traj.models.latent import PriorNet, RecognitionNet, prior_draw, temper
 from cvae_traj.models.social_encoder import SocialEncoder
 from cvae_traj.objectives import elbo_terms, importance_weighted_bound
@@ -28,8 +30,12 @@ class ConditionalVAE(nn.Module):
     def __init__(self, obs_len: int = 8, pred_len: int = 12, dt: float = 0.4, hidden_dim: int = 64,
                  latent_dim: int = 32, prior_components: int = 8, social: bool = True,
                  decoder_min_scale: float = 0.002, heading_frame: bool = True, speed_frame: bool = False,
-                 prior_temperature: float = 1.0) -> None:
+                 prior_temperature: float = 1.0, min_history: int | None = None) -> None:
         super().__init__()
+        min_history = obs_len if min_history is None else min_history
+        if not 2 <= min_history <= obs_len:
+            raise ValueError(f"min_history must be between 2 and obs_len ({obs_len}) observed steps, got "
+                             f"{min_history!r}")
         if not prior_temperature > 0:
             raise ValueError(f"prior_temperature must be positive (it multiplies the prior's standard deviations), "
                              f"got {prior_temperature!r}")
@@ -38,8 +44,8 @@ class ConditionalVAE(nn.Module):
                              f"{decoder_min_scale!r}")
         self.obs_len, self.pred_len, self.dt, self.latent_dim = obs_len, pred_len, dt, latent_dim
         self.prior_components, self.heading_frame, self.speed_frame = prior_components, heading_frame, speed_frame
-        self.prior_temperature = prior_temperature
-        self.history_encoder = HistoryEncoder(hidden_dim)
+        self.prior_temperature, self.min_history = prior_temperature, min_history
+        self.history_encoder = HistoryEncoder(hidden_dim, observed_flag=min_history < obs_len)
         context_dim = self.history_encoder.out_dim
         self.social_encoder = SocialEncoder(obs_len, hidden_dim, hidden_dim) if social else None
         if social:
@@ -62,16 +68,31 @@ class ConditionalVAE(nn.Module):
         """The context x that conditions all three nets: (B, C)."""
         if batch.past.shape[1] != self.obs_len:
             raise ValueError(f"this model observes {self.obs_len} steps, got past of shape {tuple(batch.past.shape)}")
-        history = self.history_encoder(batch.past)  # (B, H)
+        observed = None if batch.history is None else observed_steps(batch.history, self.obs_len)
+        history = self.history_encoder(batch.past, observed)  # (B, H)
         if self.social_encoder is None:
             return history
         social = self.social_encoder(history, batch.past, batch.neighbours, batch.neighbour_mask)  # (B, H)
         return torch.cat([history, social], dim=-1)  # (B, C)
 
+    @staticmethod
+    def filled(batch: TrajectoryBatch) -> TrajectoryBatch:
+        """A batch whose agents have short histories (batch.history) with the steps before them backfilled
+        (models.history_encoder.backfill) and the neighbours at those steps unseen, as the target's position there
+        is a guess; the batch as is when every step was observed."""
+        if batch.history is None:
+            return batch
+        observed = observed_steps(batch.history, batch.past.shape[1])  # (B, T_obs)
+        mask = batch.neighbour_mask & observed[:, None, :]
+        return replace(batch, past=backfill(batch.past, batch.history), neighbour_mask=mask,
+                       neighbours=batch.neighbours * mask.unsqueeze(-1).to(batch.neighbours.dtype))
+
     def agent_frame(self, batch: TrajectoryBatch) -> tuple[TrajectoryBatch, Tensor | None, Tensor | None]:
-        """The batch in each agent's own frame, the rotation m (B, 2, 2) and the speed scale (B,) used:
-        positions p become (p - last observed) @ m / scale. Without heading_frame m is the identity; without
-        speed_frame the scale is None; with neither the batch is returned as is, m None."""
+        """The batch (filled in where histories are short) in each agent's own frame, the rotation m (B, 2, 2)
+        and the speed scale (B,) used: positions p become (p - last observed) @ m / scale. Without heading_frame
+        m is the identity; without speed_frame the scale is None; with neither the batch is returned as is, m
+        None."""
+        batch = self.filled(batch)
         if not (self.heading_frame or self.speed_frame):
             return batch, None, None
         past = batch.past
