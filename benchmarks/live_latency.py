@@ -1,13 +1,13 @@
 """Per-frame latency of the live forecaster, replaying a recording frame by frame.
 
     python benchmarks/live_latency.py [scene=univ] [checkpoint=checkpoints/eth_ucy/{scene}.ckpt] [num_samples=20]
-        [cluster_from=null] [threads=2] [frames=null]
+        [cluster_from=null] [threads=2] [frames=null] [runtime=torch|onnxruntime]
 
 Feeds the scene's test recording (UNIV, the crowded one, by default) to cvae_traj.LiveForecaster one frame at a
 time, as a camera would, and times each `update` call: rows in, futures of every agent present out (a data
-frame, as the user gets it). Prints the median and 99th percentile per-frame latency by how many agents the
-frame forecast, per agent at the largest frames, and the process's peak resident memory. Run it alone: on 2
-cores anything beside it slows both.
+frame, as the user gets it). runtime=onnxruntime draws with the exported sampler (LiveForecaster's runtime).
+Prints the median and 99th percentile per-frame latency by how many agents the frame forecast, per agent at the
+largest frames, and the process's peak resident memory. Run it alone: on 2 cores anything beside it slows both.
 """
 import resource
 import time
@@ -21,7 +21,7 @@ from cvae_traj.data.eth_ucy import FRAME_STEP, SCENES, EthUcyDataModule
 from cvae_traj.data.tracks import read_raw_eth_ucy
 
 cfg = options({"scene": "univ", "checkpoint": "checkpoints/eth_ucy/{scene}.ckpt", "num_samples": 20,
-               "cluster_from": None, "threads": 2, "frames": None, "data": "data/eth_ucy", "warmup": 20})
+               "cluster_from": None, "threads": 2, "frames": None, "data": "data/eth_ucy", "warmup": 20, "runtime": "torch"})
 assert cfg.scene in SCENES, f"scene must be one of {SCENES}"
 torch.set_num_threads(cfg.threads)
 model = load_model(cfg.checkpoint.format(scene=cfg.scene))
@@ -29,7 +29,8 @@ data = EthUcyDataModule(scene=cfg.scene, root=cfg.data)
 rows = []
 for rel in data.files["test"]:
     table = read_raw_eth_ucy(data.root / rel)
-    live = LiveForecaster(model, num_samples=cfg.num_samples, cluster_from=cfg.cluster_from, frame_step=FRAME_STEP)
+    live = LiveForecaster(model, num_samples=cfg.num_samples, cluster_from=cfg.cluster_from, frame_step=FRAME_STEP,
+                          runtime=cfg.runtime)
     frames = list(table.groupby("frame", sort=True))
     if cfg.frames is not None:
         frames = frames[:cfg.frames]
@@ -45,7 +46,8 @@ present, forecast, seconds = (np.array(c) for c in zip(*rows))
 ms = 1000 * seconds
 print(f"\n{cfg.scene}, {cfg.num_samples} futures per agent"
       + (f" (representatives of {cfg.cluster_from} draws)" if cfg.cluster_from else " (faithful draws)")
-      + f", {torch.get_num_threads()} threads, {len(rows)} frames timed after {cfg.warmup} warm-up frames each\n")
+      + f", {cfg.runtime}, {torch.get_num_threads()} threads, {len(rows)} frames timed after {cfg.warmup} warm-up "
+        f"frames each\n")
 print("| agents forecast in the frame | frames | median ms | p99 ms | median ms per agent |\n|---|---|---|---|---|")
 edges = [0, 1, 10, 20, 30, 40, 50, 60, 80, 1000]
 for lo, hi in zip(edges[:-1], edges[1:]):

@@ -46,7 +46,8 @@ for table in data.load_split("test"):
         z = torch.randn(cfg.num_samples, len(batch), model.noise_dim, generator=generator)
         y = torch.randn(cfg.num_samples, len(batch), model.hparams.pred_len, 2, generator=generator)
         feed = {"past": batch.past.numpy(), "neighbours": batch.neighbours.numpy(),
-                "neighbour_mask": batch.neighbour_mask.numpy(), "z_noise": z.numpy(), "y_noise": y.numpy()}
+                "neighbour_mask": batch.neighbour_mask.numpy(), "z_noise": z.numpy(), "y_noise": y.numpy(),
+                "history": np.full(len(batch), model.hparams.obs_len, dtype=np.int64)}
         times = {"torch": [], "onnx": []}
         for _ in range(cfg.repeats):
             start = time.perf_counter()

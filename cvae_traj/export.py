@@ -15,12 +15,16 @@ Inputs (float32 unless noted; B agents, N neighbour slots, K samples):
     z_noise         (K, B, D)          standard normal: z = prior mean + prior std * z_noise (D + 1 channels
                                        with a mixture prior, the last picking the component: model.noise_dim)
     y_noise         (K, B, T_pred, 2)  standard normal for the decoder's draws (zeros: its mean)
+    history         (B,)               int64, observed steps per agent, the last `history` of T_obs (T_obs for a
+                                       whole track; fewer only for a model trained with min_history: the
+                                       positions before them may hold anything, they are filled in)
 Output:
     futures         (B, K, T_pred, 2)  absolute positions
 """
 from __future__ import annotations
 
 import logging
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -32,13 +36,14 @@ from torch import Tensor, nn
 
 from cvae_traj.batch import TrajectoryBatch
 from cvae_traj.cli import run_or_exit
+from cvae_traj.clustering import cluster_futures
 from cvae_traj.errors import InputError
 from cvae_traj.forecast import load_model
 from cvae_traj.io import atomic_path
 from cvae_traj.system import TrajectoryCVAE
 
 log = logging.getLogger(__name__)
-INPUT_NAMES = ("past", "neighbours", "neighbour_mask", "z_noise", "y_noise")
+INPUT_NAMES = ("past", "neighbours", "neighbour_mask", "z_noise", "y_noise", "history")
 OUTPUT_NAMES = ("futures",)
 
 
@@ -50,8 +55,9 @@ class NoiseSampler(nn.Module):
         self.model = model.cvae.eval()
 
     def forward(self, past: Tensor, neighbours: Tensor, neighbour_mask: Tensor, z_noise: Tensor,
-                y_noise: Tensor) -> Tensor:
-        return self.model.sample_from_noise(TrajectoryBatch(past, None, neighbours, neighbour_mask), z_noise, y_noise)
+                y_noise: Tensor, history: Tensor) -> Tensor:
+        return self.model.sample_from_noise(TrajectoryBatch(past, None, neighbours, neighbour_mask, history), z_noise,
+                                            y_noise)
 
 
 def example_inputs(model: TrajectoryCVAE, agents: int = 3, neighbours: int = 2, samples: int = 4) -> tuple:
@@ -61,8 +67,10 @@ def example_inputs(model: TrajectoryCVAE, agents: int = 3, neighbours: int = 2, 
     past = torch.randn(agents, h.obs_len, 2, generator=g).cumsum(1)
     mask = torch.rand(agents, neighbours, h.obs_len, generator=g) > 0.3
     nb = torch.randn(agents, neighbours, h.obs_len, 2, generator=g).cumsum(2) * mask.unsqueeze(-1)
+    shortest = model.cvae.min_history
+    history = torch.randint(shortest, h.obs_len + 1, (agents,), generator=g)
     return (past, nb, mask, torch.randn(samples, agents, model.noise_dim, generator=g),
-            torch.randn(samples, agents, h.pred_len, 2, generator=g))
+            torch.randn(samples, agents, h.pred_len, 2, generator=g), history)
 
 
 def export_onnx(model: TrajectoryCVAE, path: str | Path) -> Path:
@@ -74,7 +82,7 @@ def export_onnx(model: TrajectoryCVAE, path: str | Path) -> Path:
     neighbours = torch.export.Dim.AUTO  # its attention guard (1 + N <= 4 + 4N) is true but beyond the solver
     dynamic_shapes = {"past": {0: agents}, "neighbours": {0: agents, 1: neighbours},
                       "neighbour_mask": {0: agents, 1: neighbours}, "z_noise": {0: samples, 1: agents},
-                      "y_noise": {0: samples, 1: agents}}
+                      "y_noise": {0: samples, 1: agents}, "history": {0: agents}}
     sampler = NoiseSampler(model)
     validate = torch.distributions.Distribution._validate_args
     onnx_log = logging.getLogger("torch.onnx")
@@ -93,6 +101,42 @@ def export_onnx(model: TrajectoryCVAE, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         program.save(str(tmp))
     return path
+
+
+class OnnxSampler:
+    """A model's exported sampler run by onnxruntime, drawing as TrajectoryCVAE does: `sample` and
+    `representatives` take a TrajectoryBatch and return torch tensors. The noise comes from torch's generator in
+    the order ConditionalVAE.sample draws it, so the same torch seed gives the same futures (to float rounding).
+
+    The model call costs about half torch's on a live UNIV frame (benchmarks/onnx_speed.py). Needs the export
+    extra (`pip install -e ".[export]"`); the model is exported to a temporary file when made.
+    """
+
+    def __init__(self, model: TrajectoryCVAE, threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise InputError("the onnxruntime runtime needs the export extra: pip install -e \".[export]\"") from None
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads or torch.get_num_threads(), 1
+        with tempfile.TemporaryDirectory() as tmp:
+            path = export_onnx(model, Path(tmp) / "sampler.onnx")
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.noise_dim, self.obs_len, self.pred_len = model.noise_dim, model.hparams.obs_len, model.hparams.pred_len
+
+    def sample(self, batch: TrajectoryBatch, num_samples: int = 20) -> Tensor:
+        """K faithful futures per agent, (B, K, T_pred, 2), as TrajectoryCVAE.sample."""
+        b = len(batch)
+        z_noise = torch.randn(num_samples, b, self.noise_dim)
+        y_noise = torch.randn(num_samples, b, self.pred_len, 2)
+        history = batch.history if batch.history is not None else torch.full((b,), self.obs_len)
+        inputs = (batch.past, batch.neighbours, batch.neighbour_mask, z_noise, y_noise, history.to(torch.int64))
+        (futures,) = self.session.run(None, {name: t.cpu().numpy() for name, t in zip(INPUT_NAMES, inputs)})
+        return torch.from_numpy(futures)
+
+    def representatives(self, batch: TrajectoryBatch, num_samples: int = 20, draws: int = 200) -> tuple[Tensor, Tensor]:
+        """K representatives of `draws` faithful futures with their weights, as TrajectoryCVAE.representatives."""
+        return cluster_futures(self.sample(batch, draws), num_samples)
 
 
 ConfigStore.instance().store(name="export", node={

@@ -144,12 +144,15 @@ def check_min_history(model: TrajectoryCVAE, min_history: int | None) -> int:
 
 @torch.no_grad()
 def sample_batches(model: TrajectoryCVAE, agent_ids: np.ndarray, frames: np.ndarray, present: FrameAgents,
-                   num_samples: int, batch_size: int, cluster_from: int | None) -> Iterator[pd.DataFrame]:
+                   num_samples: int, batch_size: int, cluster_from: int | None,
+                   sampler=None) -> Iterator[pd.DataFrame]:
     """The futures of `present`'s windows (agent_ids[w] the id of window w; frames the T_pred future frames),
     `batch_size` windows at a time, in predict_futures' long format. Draws in window order, so the same torch
-    seed gives the same futures however the windows were found (a table or a live stream)."""
-    device = next(model.parameters()).device
+    seed gives the same futures however the windows were found (a table or a live stream). `sampler` draws them
+    in the model's stead where given (export.OnnxSampler)."""
+    device = next(model.parameters()).device if sampler is None else torch.device("cpu")
     steps = np.arange(1, model.hparams.pred_len + 1)
+    model = model if sampler is None else sampler
     for lo in range(0, len(present), batch_size):
         index = np.arange(lo, min(lo + batch_size, len(present)))
         batch = present.batch(index).to(device)

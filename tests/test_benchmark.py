@@ -88,6 +88,10 @@ def test_benchmark_smoke_on_one_fold(tmp_path, eth_ucy_root, monkeypatch):
     passes = run["passes"]
     assert len(passes["faithful"]["min_ade_20"]) == 5 and len(set(passes["faithful"]["min_ade_20"])) == 5
     assert passes["representatives"]["cluster_from"] == 40
+    # By history length: a model trained on whole histories is scored on whole ones only, as its passes score it.
+    history = run["history"]
+    assert set(history) == {"8", "cv"} and history["8"]["min_ade_20"] == pytest.approx(passes["faithful"]["min_ade_20"])
+    assert history["cv"]["min_fde_20"] == pytest.approx(row["cv_fde"]["mean"], rel=1e-5)
 
     # The labelled clustering variant, on the same test windows, beside the same run's independent draws.
     clustered = row["clustered"]
@@ -102,6 +106,9 @@ def test_benchmark_smoke_on_one_fold(tmp_path, eth_ucy_root, monkeypatch):
     assert "representatives of 40 draws" in table and "Not the headline" in table
     mean_ade = np.mean(passes["faithful"]["min_ade_20"])
     assert f"| full | zara1 | [0] | 5 | {mean_ade:.3f} ± {np.std(passes['faithful']['min_ade_20']):.3f} |" in table
+    h8 = [np.mean(history["8"][k]) for k in ("min_ade_20", "min_fde_20")]
+    assert (f"| full | zara1 | [0] | {h8[0]:.3f} / {h8[1]:.3f} | {history['cv']['min_ade_20']:.3f} / "
+            f"{history['cv']['min_fde_20']:.3f} |") in table
     assert f"| no_social | 1 | {versus['min_ade_20']['variant']:.4f} | {run['val']['val/min_ade_20']:.4f} |" in table
     assert f"{threads} torch thread(s) per training run, 2 run(s) at a time" in table
     assert json.loads((tmp_path / "results" / "eth_ucy.json").read_text())["variants"]["full"]["complete"]

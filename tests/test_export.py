@@ -13,19 +13,30 @@ from conftest import ROOT
 ort = pytest.importorskip("onnxruntime")  # a dev dependency: CI installs it
 
 
-@pytest.mark.parametrize("components", [1, 3])
-def test_onnx_sampler_reproduces_python_samples_for_fixed_noise(tmp_path, components):
+@pytest.mark.parametrize("components, min_history", [(1, None), (3, 2)])
+def test_onnx_sampler_reproduces_python_samples_for_fixed_noise(tmp_path, components, min_history):
     torch.manual_seed(0)
     model = TrajectoryCVAE(social=True, heading_frame=True, speed_frame=True, latent_dim=6, hidden_dim=32,
-                          prior_components=components).eval()
+                          prior_components=components, min_history=min_history).eval()
     session = ort.InferenceSession(str(export_onnx(model, tmp_path / "sampler.onnx")))
     for agents, neighbours, samples in [(3, 2, 4), (9, 5, 20), (1, 1, 1)]:
         inputs = example_inputs(model, agents, neighbours, samples)
         with torch.no_grad():
-            expected = model.sample_from_noise(TrajectoryBatch(inputs[0], None, *inputs[1:3]), *inputs[3:]).numpy()
+            batch = TrajectoryBatch(inputs[0], None, *inputs[1:3], history=inputs[5])
+            expected = model.sample_from_noise(batch, *inputs[3:5]).numpy()
         (futures,) = session.run(None, dict(zip(INPUT_NAMES, [t.numpy() for t in inputs])))
         assert futures.shape == (agents, samples, 12, 2)
         np.testing.assert_allclose(futures, expected, atol=1e-4, rtol=1e-4)
+        if min_history is not None:  # short histories reach the graph: whatever precedes them changes nothing
+            short = list(inputs)
+            short[5] = torch.full((agents,), min_history)
+            moved = [short[0].clone(), *short[1:]]
+            moved[0][:, :8 - min_history] += 100.0
+            whole = [*short[:5], torch.full((agents,), 8)]
+            (a,), (b,), (c,) = (session.run(None, dict(zip(INPUT_NAMES, [t.numpy() for t in x])))
+                                for x in (short, moved, whole))
+            np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+            assert np.abs(a - c).max() > 1e-3  # and the history's length does matter
     # Noise is the only randomness: other noise, other futures.
     inputs = list(example_inputs(model, 3, 2, 4))
     (a,) = session.run(None, dict(zip(INPUT_NAMES, [t.numpy() for t in inputs])))

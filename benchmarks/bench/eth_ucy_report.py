@@ -181,6 +181,7 @@ def markdown_table(results: dict) -> str:
     lines += likelihood_table(results)
     lines += clustered_table(results)
     lines += passes_table(results)
+    lines += history_table(results)
     lines += validation_table(results)
     lines += ["", "Variants (overrides on top of the benchmark's training config):", ""]
     lines += [f"- `{name}`: {' '.join(v['overrides']) or '(none)'}" for name, v in results["variants"].items()]
@@ -315,6 +316,33 @@ def passes_table(results: dict) -> list[str]:
                 cells.append(f"{mean:.3f} ± {spread:.3f}" if values else "-")
         passes = len(runs[0]["passes"]["faithful"]["min_ade_20"])
         lines.append(f"| {variant} | {scene} | {[r['seed'] for r in runs]} | {passes} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def history_table(results: dict) -> list[str]:
+    """Markdown lines: best-of-20 of faithful draws with every test past cut to its last h steps (the runs'
+    `history` records), mean over passes then seeds, beside constant velocity on the same windows."""
+    rows = []
+    for variant, v in results["variants"].items():
+        for scene, row in v["scenes"].items():
+            runs = [r for r in row["runs"] if "history" in r]
+            if runs:
+                rows.append((variant, scene, runs))
+    if not rows:
+        return []
+    lengths = sorted({int(h) for _, _, runs in rows for r in runs for h in r["history"] if h != "cv"})
+    lines = ["", "Best-of-20 by history length (test, metres, faithful draws): every past cut to its last h steps, as "
+                 "for an agent seen h times; minADE_20 / minFDE_20, mean over the passes and seeds; constant velocity "
+                 "(the last two positions) on the same windows.", "",
+             "| variant | scene | seeds | " + " | ".join(f"{h} steps" for h in lengths) + " | CV |",
+             "|---|---|---|" + "---|" * len(lengths) + "---|"]
+    for variant, scene, runs in rows:
+        cells = []
+        for h in [str(h) for h in lengths] + ["cv"]:
+            values = [r["history"][h] for r in runs if h in r["history"]]
+            cells.append(" / ".join(f"{np.mean([np.mean(v[k]) for v in values]):.3f}"
+                                    for k in ("min_ade_20", "min_fde_20")) if values else "-")
+        lines.append(f"| {variant} | {scene} | {[r['seed'] for r in runs]} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -202,14 +202,16 @@ def passes_on_test(train_cfg: DictConfig, ckpt: Path, passes: int, cluster_from:
     return out
 
 
-def history_on_test(train_cfg: DictConfig, ckpt: Path, passes: int, lengths: list[int]) -> dict:
+def history_on_test(train_cfg: DictConfig, ckpt: Path, passes: int, lengths: list[int],
+                    any_length: bool = False) -> dict:
     """Best-of-20 faithful draws on the run's test windows with every past cut to its last h steps, for each h of
-    `lengths` the model was trained to forecast from (its min_history and up), over `passes` sampling passes;
-    beside them constant velocity on the same windows (the last two positions: the same for every h)."""
+    `lengths` the model was trained to forecast from (its min_history and up; every h up to T_obs with
+    any_length), over `passes` sampling passes; beside them constant velocity on the same windows (the last two
+    positions: the same for every h)."""
     model, datamodule = load_model(ckpt), instantiate(train_cfg.data)
     out = {}
     for h in lengths:
-        if h < model.cvae.min_history or h > model.hparams.obs_len:
+        if (h < model.cvae.min_history and not any_length) or h > model.hparams.obs_len:
             continue
         runs = [evaluate_best_of_k(model, datamodule, "test", seed=p, history=h) for p in range(passes)]
         out[str(h)] = {k: [r[k] for r in runs] for k in ("min_ade_20", "min_fde_20")}
