@@ -294,12 +294,7 @@ def clustered_table(results: dict) -> list[str]:
 
 def passes_table(results: dict) -> list[str]:
     """Markdown lines: best-of-20 mean ± std over sampling passes (each seed's passes, then the seeds' mean)."""
-    rows = []
-    for variant, v in results["variants"].items():
-        for scene, row in v["scenes"].items():
-            runs = [r for r in row["runs"] if "passes" in r]
-            if runs:
-                rows.append((variant, scene, runs))
+    rows = _recorded(results, "passes")
     if not rows:
         return []
     lines = ["", "Best-of-20 over sampling passes (test, metres): for each run the mean ± std over its passes, then "
@@ -322,12 +317,7 @@ def passes_table(results: dict) -> list[str]:
 def history_table(results: dict) -> list[str]:
     """Markdown lines: best-of-20 of faithful draws with every test past cut to its last h steps (the runs'
     `history` records), mean over passes then seeds, beside constant velocity on the same windows."""
-    rows = []
-    for variant, v in results["variants"].items():
-        for scene, row in v["scenes"].items():
-            runs = [r for r in row["runs"] if "history" in r]
-            if runs:
-                rows.append((variant, scene, runs))
+    rows = _recorded(results, "history")
     if not rows:
         return []
     lengths = sorted({int(h) for _, _, runs in rows for r in runs for h in r["history"] if h != "cv"})
@@ -344,6 +334,17 @@ def history_table(results: dict) -> list[str]:
                                     for k in ("min_ade_20", "min_fde_20")) if values else "-")
         lines.append(f"| {variant} | {scene} | {[r['seed'] for r in runs]} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _recorded(results: dict, key: str) -> list[tuple[str, str, list[dict]]]:
+    """(variant, scene, runs) for every scene whose runs recorded `key`, with those runs."""
+    rows = []
+    for variant, v in results["variants"].items():
+        for scene, row in v["scenes"].items():
+            runs = [r for r in row["runs"] if key in r]
+            if runs:
+                rows.append((variant, scene, runs))
+    return rows
 
 
 def _pm(stat: dict, digits: int = 3) -> str:
