@@ -46,6 +46,35 @@ def test_train_then_predict_end_to_end(tmp_path):
     assert set(futures["agent_id"]) == set(current[current == 8].index)
     assert futures["frame"].min() == last + 1 and futures["step"].max() == 12
     assert (tmp_path / "futures.png").stat().st_size > 1000
+    # This model was trained on whole histories: asking for shorter is one line, and nothing is written.
+    result = run("predict.py", f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}", f"input={tmp_path / 'tracks.csv'}",
+                 f"output={tmp_path / 'short.csv'}", "min_history=2", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stdout + result.stderr
+    assert result.stderr.strip() == ("error: min_history=2 is too short for this model: it forecasts only agents with "
+                                     "all 8 observed steps (it was trained on full histories; one trained with "
+                                     "model.min_history=2 forecasts from 2)")
+    assert not (tmp_path / "short.csv").exists()
+
+
+def test_a_model_trained_on_short_histories_forecasts_every_agent_seen_twice(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run("train.py", *TINY, "test=false", "model.min_history=2", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    tracks = junction_tracks(20, seed=9).drop(columns="branch")
+    tracks.to_csv(tmp_path / "tracks.csv", index=False)
+    last = tracks["frame"].max()
+    recent = tracks[tracks["frame"] > last - 8]
+    # Consecutive positions ending at the last frame (the junction's tracks have no gaps).
+    run_length = recent[recent["agent_id"].isin(recent.loc[recent["frame"] == last, "agent_id"])].groupby(
+        "agent_id").size()
+    assert (run_length < 8).any() and (run_length == 8).any()
+    for min_history, expected in ((None, run_length[run_length >= 2]), (5, run_length[run_length >= 5])):
+        option = [] if min_history is None else [f"min_history={min_history}"]
+        result = run("predict.py", f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}",
+                     f"input={tmp_path / 'tracks.csv'}", f"output={tmp_path / 'futures.csv'}", "num_samples=3",
+                     *option, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert set(pd.read_csv(tmp_path / "futures.csv")["agent_id"]) == set(expected.index)
 
 
 def test_unknown_scene_is_one_line(tmp_path):
