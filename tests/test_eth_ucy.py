@@ -71,16 +71,19 @@ def test_missing_data_says_how_to_prepare(tmp_path):
 
 
 @pytest.mark.parametrize("scene", SCENES)
-def test_shipped_checkpoint_loads_beats_constant_velocity_and_uses_neighbours(scene, eth_ucy_root):
-    """checkpoints/eth_ucy/<scene>.ckpt: the fold's model as shipped. It loads as a TrajectoryCVAE, beats constant
-    velocity on (a slice of) its own test windows, and what it samples depends on the neighbours it is given."""
+@pytest.mark.parametrize("shipped", ["eth_ucy", "eth_ucy_short"])
+def test_shipped_checkpoint_loads_beats_constant_velocity_and_uses_neighbours(scene, shipped, eth_ucy_root):
+    """checkpoints/<shipped>/<scene>.ckpt: the fold's model as shipped. It loads as a TrajectoryCVAE, beats constant
+    velocity on (a slice of) its own test windows, and what it samples depends on the neighbours it is given. The
+    eth_ucy_short models also beat it from the last two positions alone."""
     import torch
 
     from cvae_traj import TrajectoryCVAE, TrajectoryBatch
     from cvae_traj.metrics import constant_velocity, min_ade
     from conftest import ROOT
 
-    model = TrajectoryCVAE.load_from_checkpoint(ROOT / "checkpoints" / "eth_ucy" / f"{scene}.ckpt").eval()
+    model = TrajectoryCVAE.load_from_checkpoint(ROOT / "checkpoints" / shipped / f"{scene}.ckpt").eval()
+    assert model.cvae.min_history == (2 if shipped == "eth_ucy_short" else 8)
     assert model.hparams.social and model.hparams.obs_len == 8 and model.hparams.pred_len == 12
     windows = EthUcyDataModule(scene=scene, root=str(eth_ucy_root)).windows("test")
     batch = windows.batch(list(range(0, len(windows), max(1, len(windows) // 300))))
@@ -88,6 +91,9 @@ def test_shipped_checkpoint_loads_beats_constant_velocity_and_uses_neighbours(sc
     samples = model.sample(batch, num_samples=20)
     cv = (constant_velocity(batch.past, 12) - batch.future).norm(dim=-1).mean()
     assert min_ade(samples, batch.future).mean() < 0.7 * cv  # shipped: 0.45-0.52; untrained: 1.4-3.8
+    if model.cvae.min_history == 2:
+        two = batch.with_history(torch.full((len(batch),), 2))
+        assert min_ade(model.sample(two, num_samples=20), batch.future).mean() < 0.7 * cv
     crowded = batch.neighbour_mask.any(-1).sum(-1) > 0
     alone = TrajectoryBatch(batch.past, batch.future, batch.neighbours[:, :0], batch.neighbour_mask[:, :0])
     z, y = torch.randn(20, len(batch), model.hparams.latent_dim), torch.zeros(20, len(batch), 12, 2)
