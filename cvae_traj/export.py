@@ -108,8 +108,10 @@ class OnnxSampler:
     `representatives` take a TrajectoryBatch and return torch tensors. The noise comes from torch's generator in
     the order ConditionalVAE.sample draws it, so the same torch seed gives the same futures (to float rounding).
 
-    The model call costs about half torch's on a live UNIV frame (benchmarks/onnx_speed.py). Needs the export
-    extra (`pip install -e ".[export]"`); the model is exported to a temporary file when made.
+    The model call alone costs about half torch's on a new batch (benchmarks/onnx_speed.py), but in a live
+    replay it is faster only below about 30 agents: the graph attends over every neighbour slot, where torch
+    skips the empty ones (benchmarks/live_latency.py). Needs the export extra (`pip install -e ".[export]"`);
+    the model is exported to a temporary file when made.
     """
 
     def __init__(self, model: TrajectoryCVAE, threads: int | None = None) -> None:

@@ -54,8 +54,9 @@ class LiveForecaster:
         columns: the rows' own names for agent_id, x and y (and frame, where they carry one).
         min_history: consecutive steps an agent needs to be forecast (None: the fewest the model was trained on).
         runtime: "torch", or "onnxruntime" to draw the futures with the model's exported sampler
-            (export.OnnxSampler: about half the model call's time; the export extra). The same torch seed gives
-            the same futures either way, to float rounding.
+            (export.OnnxSampler; the export extra): faster in small crowds, slower in large ones, where the graph
+            attends over every neighbour slot (benchmarks/HISTORY.md). The same torch seed gives the same
+            futures either way, to float rounding.
     """
 
     def __init__(self, model: TrajectoryCVAE, num_samples: int = 20, cluster_from: int | None = None,
