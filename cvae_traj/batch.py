@@ -79,6 +79,12 @@ class TrajectoryBatch:
             history=history,
         )
 
-    def with_history(self, history: Tensor) -> TrajectoryBatch:
-        """The same batch with only the last `history` (B,) steps of each agent's past counted as observed."""
+    def with_history(self, history: Tensor | None) -> TrajectoryBatch:
+        """The same batch with only the last `history` (B,) steps of each agent's past counted as observed (None:
+        every step)."""
         return replace(self, history=history)
+
+    def select(self, index: Tensor) -> TrajectoryBatch:
+        """The agents at `index` (indices or a (B,) bool mask), with their neighbours."""
+        chosen = {f.name: getattr(self, f.name) for f in fields(self)}
+        return replace(self, **{k: v[index] for k, v in chosen.items() if v is not None})

@@ -10,12 +10,14 @@ import numpy as np
 import pandas as pd
 import torch
 from omegaconf import DictConfig
+from torch import Tensor
 
 from cvae_traj.data.current import FrameAgents, frame_to_step
 from cvae_traj.data.tracks import TimeUnit, TrackTable, load_recent_tracks, load_tracks, validate_tracks
 from cvae_traj.errors import CheckpointError, InputError
 from cvae_traj.io import check_output_path, write_futures
 from cvae_traj.plotting import plot_futures, save_figure, write_animation
+from cvae_traj.batch import TrajectoryBatch
 from cvae_traj.system import TrajectoryCVAE
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,7 @@ def predict_futures(
     neighbour_budget: int = 2**16,
     cluster_from: int | None = None,
     min_history: int | None = None,
+    newcomer_model: TrajectoryCVAE | None = None,
 ) -> pd.DataFrame:
     """K futures per agent, in long format with columns agent_id, sample, step, frame, x, y, weight.
 
@@ -87,9 +90,13 @@ def predict_futures(
     spread over where the agent may end up, each weighted by the share of the draws it stands for.
     Seed with torch.manual_seed for repeatable samples. `iter_futures` gives the same rows batch by batch,
     for more agents than the futures of all of them fit in memory.
+
+    With `newcomer_model` (a model trained with model.min_history), agents seen for all T_obs steps get their
+    futures from `model` and the others from the newcomer model (NewcomerRouter), and min_history defaults to
+    the newcomer model's: whole-history accuracy stays the main model's, and newcomers are forecast too.
     """
     return pd.concat(iter_futures(model, tracks, num_samples, at_frame, columns, time_unit, frame_step, batch_size,
-                                  neighbour_budget, cluster_from, min_history), ignore_index=True)
+                                  neighbour_budget, cluster_from, min_history, newcomer_model), ignore_index=True)
 
 
 def iter_futures(
@@ -104,6 +111,7 @@ def iter_futures(
     neighbour_budget: int = 2**16,
     cluster_from: int | None = None,
     min_history: int | None = None,
+    newcomer_model: TrajectoryCVAE | None = None,
 ) -> Iterator[pd.DataFrame]:
     """The rows of `predict_futures`, one data frame per batch, sampled as they are asked for.
 
@@ -113,7 +121,8 @@ def iter_futures(
     """
     if cluster_from is not None and cluster_from < num_samples:
         raise InputError(f"cluster_from ({cluster_from}) must be at least num_samples ({num_samples})")
-    min_history = check_min_history(model, min_history)
+    router = None if newcomer_model is None else NewcomerRouter(model, newcomer_model)
+    min_history = check_min_history(model if newcomer_model is None else newcomer_model, min_history)
     table = tracks if isinstance(tracks, TrackTable) else validate_tracks(
         tracks, columns=columns, time_unit=time_unit, frame_step=frame_step, dt=model.hparams.dt)
     at_step = frame_to_step(table, at_frame)
@@ -121,7 +130,61 @@ def iter_futures(
     # All windows end at the same step, so each has the same neighbours: the others present.
     size = max(1, min(batch_size, neighbour_budget // max(present.crowd, 1)))
     frames = table.frames(at_step + np.arange(1, model.hparams.pred_len + 1))
-    return sample_batches(model, table.agent_ids[present.agent], frames, present, num_samples, size, cluster_from)
+    return sample_batches(model, table.agent_ids[present.agent], frames, present, num_samples, size, cluster_from,
+                          router)
+
+
+class NewcomerRouter(torch.nn.Module):
+    """Samples each agent with one of two models by how much of its past was seen: agents with all T_obs steps
+    with `model`, those with fewer with `newcomer` (a model trained with model.min_history to forecast them).
+
+    Training on short pasts can cost some whole-history accuracy (benchmarks/HISTORY.md: ETH's fold), so a pair
+    keeps the whole-history model's futures where it can forecast and the newcomer model's where it cannot. It
+    samples as a TrajectoryCVAE does (sample, representatives): in a batch of both kinds, the whole-history
+    agents' noise is drawn first, then the newcomers'. `samplers` draws with other samplers of the two models
+    (export.OnnxSampler) in their stead. InputError if the two do not fit together.
+    """
+
+    def __init__(self, model: TrajectoryCVAE, newcomer: TrajectoryCVAE, samplers: tuple | None = None) -> None:
+        super().__init__()
+        shapes = [(m.hparams.obs_len, m.hparams.pred_len, float(m.hparams.dt)) for m in (model, newcomer)]
+        if shapes[0] != shapes[1]:
+            raise InputError("the newcomer model observes {}, forecasts {} steps at dt={} s, the model {}, {} at "
+                             "{} s: they must match".format(*shapes[1], *shapes[0]))
+        if newcomer.cvae.min_history >= newcomer.hparams.obs_len:
+            raise InputError(f"the newcomer model was trained on whole histories only ({newcomer.hparams.obs_len} "
+                             f"steps): train it with model.min_history=2 to forecast newcomers")
+        self.model, self.newcomer = model, newcomer
+        self.obs_len, self.hparams = model.hparams.obs_len, model.hparams
+        self._samplers = samplers or (model, newcomer)
+
+    @property
+    def min_history(self) -> int:
+        """The fewest observed steps an agent needs: the newcomer model's."""
+        return self.newcomer.cvae.min_history
+
+    def sample(self, batch: TrajectoryBatch, num_samples: int = 20) -> Tensor:
+        """K faithful futures per agent, (B, K, T_pred, 2), each from the model for its history."""
+        return self._routed(batch, lambda sampler, part: (sampler.sample(part, num_samples),))[0]
+
+    def representatives(self, batch: TrajectoryBatch, num_samples: int = 20, draws: int = 200) -> tuple[Tensor, Tensor]:
+        """K representatives of `draws` faithful futures with their weights, each from the model for its history."""
+        return self._routed(batch, lambda sampler, part: sampler.representatives(part, num_samples, draws))
+
+    def _routed(self, batch: TrajectoryBatch, draw) -> tuple[Tensor, ...]:
+        whole_sampler, newcomer_sampler = self._samplers
+        if batch.history is None or bool((batch.history >= self.obs_len).all()):
+            return tuple(draw(whole_sampler, batch.with_history(None)))
+        short = batch.history < self.obs_len
+        if bool(short.all()):
+            return tuple(draw(newcomer_sampler, batch))
+        parts = (draw(whole_sampler, batch.select(~short).with_history(None)), draw(newcomer_sampler, batch.select(short)))
+        routed = []
+        for whole, newcomer in zip(*parts):
+            out = whole.new_empty((len(batch),) + tuple(whole.shape[1:]))
+            out[~short], out[short] = whole, newcomer
+            routed.append(out)
+        return tuple(routed)
 
 
 def check_min_history(model: TrajectoryCVAE, min_history: int | None) -> int:
@@ -149,8 +212,9 @@ def sample_batches(model: TrajectoryCVAE, agent_ids: np.ndarray, frames: np.ndar
     """The futures of `present`'s windows (agent_ids[w] the id of window w; frames the T_pred future frames),
     `batch_size` windows at a time, in predict_futures' long format. Draws in window order, so the same torch
     seed gives the same futures however the windows were found (a table or a live stream). `sampler` draws them
-    in the model's stead where given (export.OnnxSampler)."""
-    device = next(model.parameters()).device if sampler is None else torch.device("cpu")
+    in the model's stead where given (export.OnnxSampler, NewcomerRouter)."""
+    device = next(model.parameters()).device if isinstance(sampler, (type(None), torch.nn.Module)) else \
+        torch.device("cpu")
     steps = np.arange(1, model.hparams.pred_len + 1)
     model = model if sampler is None else sampler
     for lo in range(0, len(present), batch_size):
@@ -183,18 +247,24 @@ def predict(cfg: DictConfig) -> Path:
     """
     output = check_output_path(cfg.output)
     model = load_model(cfg.ckpt_path)
+    newcomer = cfg.get("newcomer_ckpt_path")
+    newcomer = None if newcomer is None else load_model(newcomer)
+    if newcomer is not None:
+        NewcomerRouter(model, newcomer)  # the pair checked before any input is read
     temperature = cfg.get("prior_temperature")
     if temperature is not None:
         if not (isinstance(temperature, (int, float)) and temperature > 0):
             raise InputError(f"prior_temperature must be a positive number, got {temperature!r}")
-        model.cvae.prior_temperature = float(temperature)
+        for each in (model, newcomer):
+            if each is not None:
+                each.cvae.prior_temperature = float(temperature)
     table = load_recent_tracks(cfg.input, model.hparams.obs_len, model.hparams.pred_len, at_frame=cfg.at_frame,
                                chunk_rows=cfg.chunk_rows, columns=dict(cfg.columns), time_unit=cfg.time_unit,
                                frame_step=cfg.frame_step, dt=model.hparams.dt)
     torch.manual_seed(cfg.seed)
     futures = iter_futures(model, table, num_samples=cfg.num_samples, at_frame=cfg.at_frame,
                            batch_size=cfg.batch_size, cluster_from=cfg.get("cluster_from"),
-                           min_history=cfg.get("min_history"))
+                           min_history=cfg.get("min_history"), newcomer_model=newcomer)
     figure = None
     if cfg.plot:
         futures = list(futures)
@@ -216,7 +286,7 @@ def predict(cfg: DictConfig) -> Path:
 
         torch.manual_seed(cfg.seed)
         forecasts = replay(model, whole, cfg.num_samples, cfg.get("cluster_from"),
-                           min_history=cfg.get("min_history"))
+                           min_history=cfg.get("min_history"), newcomer_model=newcomer)
         for path in write_animation(whole, forecasts, model.hparams.obs_len, output.with_suffix(".gif"),
                                     fps=cfg.fps):
             log.info("wrote animation to %s", path)

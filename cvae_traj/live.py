@@ -9,7 +9,8 @@ The forecaster keeps, per agent, only the positions of the last T_obs steps, and
 not been seen for T_obs steps (it can then be no one's neighbour), so its memory stays flat over an unbounded
 stream. An agent is forecast at a frame where it is present with `min_history` consecutive steps behind it (by
 default the fewest the model was trained on: T_obs, or 2 for a model trained with model.min_history=2, so
-that a newcomer gets futures from its second position).
+that a newcomer gets futures from its second position). With `newcomer_model=` such a model forecasts only the
+agents seen fewer than T_obs steps, and the others keep the whole-history model's futures (NewcomerRouter).
 
 Missed detections: when an agent comes back after at most `max_gap` missed frames, the missing positions are
 bridged on the straight line between its last position and the new one, at constant speed, and its track goes
@@ -32,7 +33,7 @@ import torch
 from cvae_traj.data.current import FrameAgents, trailing_run
 from cvae_traj.data.tracks import TrackTable, _checked_columns, _column_names, _id, _num
 from cvae_traj.errors import InputError
-from cvae_traj.forecast import check_min_history, sample_batches
+from cvae_traj.forecast import NewcomerRouter, check_min_history, sample_batches
 from cvae_traj.io import FUTURE_COLUMNS
 from cvae_traj.system import TrajectoryCVAE
 
@@ -52,21 +53,25 @@ class LiveForecaster:
         max_gap: missed frames in a row that are bridged rather than starting the agent's track afresh; at most
             T_obs - 2.
         columns: the rows' own names for agent_id, x and y (and frame, where they carry one).
-        min_history: consecutive steps an agent needs to be forecast (None: the fewest the model was trained on).
+        min_history: consecutive steps an agent needs to be forecast (None: the fewest the model, or the newcomer
+            model where given, was trained on).
         runtime: "torch", or "onnxruntime" to draw the futures with the model's exported sampler
             (export.OnnxSampler; the export extra): faster in small crowds, slower in large ones, where the graph
             attends over every neighbour slot (benchmarks/HISTORY.md). The same torch seed gives the same
             futures either way, to float rounding.
+        newcomer_model: a model trained with model.min_history, for the agents seen fewer than T_obs steps; those
+            seen T_obs steps keep `model`'s futures (forecast.NewcomerRouter).
     """
 
     def __init__(self, model: TrajectoryCVAE, num_samples: int = 20, cluster_from: int | None = None,
                  frame_step: float = 1.0, max_gap: int = 2, columns: Mapping[str, str] | None = None,
                  batch_size: int = 1024, neighbour_budget: int = 2**16, min_history: int | None = None,
-                 runtime: str = "torch") -> None:
+                 runtime: str = "torch", newcomer_model: TrajectoryCVAE | None = None) -> None:
         self.model = model.eval()
         if runtime not in ("torch", "onnxruntime"):
             raise InputError(f"runtime must be 'torch' or 'onnxruntime', got {runtime!r}")
-        self.min_history = check_min_history(model, min_history)
+        router = None if newcomer_model is None else NewcomerRouter(self.model, newcomer_model.eval())
+        self.min_history = check_min_history(model if newcomer_model is None else newcomer_model, min_history)
         self.obs_len, self.pred_len = model.hparams.obs_len, model.hparams.pred_len
         if not 0 <= max_gap <= self.obs_len - 2:
             raise InputError(f"max_gap must be between 0 and {self.obs_len - 2} (obs_len - 2), got {max_gap}")
@@ -77,11 +82,12 @@ class LiveForecaster:
         self.num_samples, self.cluster_from, self.frame_step, self.max_gap = num_samples, cluster_from, frame_step, max_gap
         self.names = _column_names(columns, "live rows")
         self.batch_size, self.neighbour_budget = batch_size, neighbour_budget
-        self.sampler = None
+        self.sampler = router
         if runtime == "onnxruntime":
             from cvae_traj.export import OnnxSampler  # onnxruntime is an extra
 
-            self.sampler = OnnxSampler(self.model)
+            self.sampler = OnnxSampler(self.model) if router is None else NewcomerRouter(
+                self.model, newcomer_model, samplers=(OnnxSampler(self.model), OnnxSampler(newcomer_model)))
         self.reset()
 
     def reset(self) -> None:
@@ -210,12 +216,13 @@ class LiveForecaster:
 
 
 def replay(model: TrajectoryCVAE, table: TrackTable, num_samples: int = 20, cluster_from: int | None = None,
-           max_gap: int = 2, min_history: int | None = None) -> Iterator[tuple[int, pd.DataFrame]]:
+           max_gap: int = 2, min_history: int | None = None,
+           newcomer_model: TrajectoryCVAE | None = None) -> Iterator[tuple[int, pd.DataFrame]]:
     """A recorded table fed to a LiveForecaster step by step, as if live: (step, futures) for every grid step
     from the first at which an agent is forecast to the table's last (futures empty where no one is). Seed
     with torch.manual_seed for repeatable futures."""
     live = LiveForecaster(model, num_samples, cluster_from, frame_step=table.frame_step, max_gap=max_gap,
-                          min_history=min_history)
+                          min_history=min_history, newcomer_model=newcomer_model)
     order = np.argsort(table.step, kind="stable")
     steps, ids, xy = table.step[order], table.agent_ids[table.agent[order]], table.xy[order]
     bounds = np.searchsorted(steps, np.arange(steps.min(), steps.max() + 2))

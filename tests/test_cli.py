@@ -77,6 +77,27 @@ def test_a_model_trained_on_short_histories_forecasts_every_agent_seen_twice(tmp
         assert set(pd.read_csv(tmp_path / "futures.csv")["agent_id"]) == set(expected.index)
 
 
+def test_a_newcomer_checkpoint_forecasts_the_agents_the_whole_history_one_cannot(tmp_path):
+    shipped = ROOT / "checkpoints"
+    junction_tracks(20, seed=9).drop(columns="branch").to_csv(tmp_path / "tracks.csv", index=False)
+    common = [f"ckpt_path={shipped / 'eth_ucy' / 'zara1.ckpt'}", f"input={tmp_path / 'tracks.csv'}", "num_samples=3"]
+    assert run("predict.py", *common, f"output={tmp_path / 'whole.csv'}", cwd=tmp_path).returncode == 0
+    result = run("predict.py", *common, f"newcomer_ckpt_path={shipped / 'eth_ucy_short' / 'zara1.ckpt'}",
+                 f"output={tmp_path / 'pair.csv'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    whole, pair = pd.read_csv(tmp_path / "whole.csv"), pd.read_csv(tmp_path / "pair.csv")
+    assert set(pair["agent_id"]) > set(whole["agent_id"])  # newcomers forecast too
+    # Agents seen 8 times keep the whole-history model's futures (their noise is drawn first).
+    kept = pair[pair["agent_id"].isin(whole["agent_id"])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, whole)
+    result = run("predict.py", *common, f"newcomer_ckpt_path={shipped / 'eth_ucy' / 'zara2.ckpt'}",
+                 f"output={tmp_path / 'bad.csv'}", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.strip() == (
+        "error: the newcomer model was trained on whole histories only (8 steps): train it with model.min_history=2 "
+        "to forecast newcomers")
+    assert not (tmp_path / "bad.csv").exists()
+
+
 def test_unknown_scene_is_one_line(tmp_path):
     result = run("train.py", "data=eth_ucy", "data.scene=atlantis", "logger=none", f"hydra.run.dir={tmp_path}",
                  cwd=tmp_path)

@@ -120,15 +120,18 @@ def test_onnxruntime_draws_the_futures_torch_draws():
     pytest.importorskip("onnxruntime")  # a dev dependency: CI installs it
     torch.manual_seed(0)
     model = TrajectoryCVAE(hidden_dim=16, latent_dim=4, prior_components=2, min_history=2).eval()
-    on_torch = LiveForecaster(model, num_samples=5)
-    on_onnx = LiveForecaster(model, num_samples=5, runtime="onnxruntime")
+    whole = TrajectoryCVAE(hidden_dim=8, latent_dim=2).eval()
+    pairs = [(LiveForecaster(model, num_samples=5), LiveForecaster(model, num_samples=5, runtime="onnxruntime")),
+             (LiveForecaster(whole, num_samples=5, newcomer_model=model),  # whole histories with the other model
+              LiveForecaster(whole, num_samples=5, newcomer_model=model, runtime="onnxruntime"))]
     forecast = 0
     for frame, rows in stream(junction_tracks(6, seed=5)):
-        torch.manual_seed(int(frame))
-        expected = on_torch.update(frame, rows)
-        torch.manual_seed(int(frame))
-        pd.testing.assert_frame_equal(on_onnx.update(frame, rows), expected, check_exact=False, atol=1e-4)
-        forecast += len(expected) > 0
-    assert forecast > 10
+        for on_torch, on_onnx in pairs:
+            torch.manual_seed(int(frame))
+            expected = on_torch.update(frame, rows)
+            torch.manual_seed(int(frame))
+            pd.testing.assert_frame_equal(on_onnx.update(frame, rows), expected, check_exact=False, atol=1e-4)
+            forecast += len(expected) > 0
+    assert forecast > 20
     with pytest.raises(InputError, match="runtime must be 'torch' or 'onnxruntime'"):
         LiveForecaster(model, runtime="tensorflow")

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from cvae_traj import LiveForecaster, TrajectoryBatch, TrajectoryCVAE, load_model, predict_futures
+from cvae_traj import LiveForecaster, NewcomerRouter, TrajectoryBatch, TrajectoryCVAE, load_model, predict_futures
 from cvae_traj.data.current import FrameAgents, current_windows
 from cvae_traj.data.tracks import validate_tracks
 from cvae_traj.errors import InputError
@@ -159,3 +159,56 @@ def test_live_forecasts_a_newcomer_from_its_second_frame_as_the_table_does(short
     assert len(live.update(12, table[table["frame"] == 11][["agent_id", "x", "y"]].query("agent_id == 4"))) > 0
     with pytest.raises(InputError, match="min_history=1 is too short"):
         LiveForecaster(short_model, min_history=1)
+
+
+def test_a_newcomer_pair_keeps_the_whole_model_for_whole_histories_and_forecasts_the_rest(short_model):
+    torch.manual_seed(3)
+    whole = TrajectoryCVAE(hidden_dim=8, latent_dim=2).eval()
+    router = NewcomerRouter(whole, short_model)
+    past = torch.randn(5, 8, 2).cumsum(1)
+    history = torch.tensor([8, 2, 8, 5, 3])
+    batch = _batch(past, history)
+    torch.manual_seed(4)
+    mixed = router.sample(batch, num_samples=6)
+    # Whole histories' noise first, then the newcomers': each part as its own model samples it.
+    seen = history == 8
+    torch.manual_seed(4)
+    torch.testing.assert_close(mixed[seen], whole.sample(batch.select(seen).with_history(None), num_samples=6))
+    torch.testing.assert_close(mixed[~seen], short_model.sample(batch.select(~seen), num_samples=6))
+    torch.manual_seed(5)
+    futures, weights = router.representatives(batch, num_samples=3, draws=12)
+    assert futures.shape == (5, 3, 12, 2)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(5))
+    # Through predict_futures: every agent seen twice is forecast, and the one seen 8 times as the whole model does.
+    table = _table()
+    torch.manual_seed(6)
+    paired = predict_futures(whole, table, num_samples=3, newcomer_model=short_model)
+    assert sorted(paired["agent_id"].unique().tolist()) == [1, 2, 3, 5]
+    torch.manual_seed(6)
+    alone = predict_futures(whole, table, num_samples=3)
+    pd.testing.assert_frame_equal(paired[paired["agent_id"] == 1].reset_index(drop=True), alone)
+    assert sorted(predict_futures(whole, table, 2, min_history=3, newcomer_model=short_model)["agent_id"].unique()) \
+        == [1, 3]
+    with pytest.raises(InputError, match="the newcomer model was trained on whole histories only"):
+        predict_futures(whole, table, newcomer_model=TrajectoryCVAE(hidden_dim=8, latent_dim=2))
+    with pytest.raises(InputError, match="the newcomer model observes 8, forecasts 6 steps .* they must match"):
+        NewcomerRouter(whole, TrajectoryCVAE(hidden_dim=8, latent_dim=2, pred_len=6, min_history=2))
+
+
+def test_live_with_a_newcomer_model_forecasts_as_the_table_does(short_model):
+    torch.manual_seed(3)
+    whole = TrajectoryCVAE(hidden_dim=8, latent_dim=2).eval()
+    table = _table()
+    live = LiveForecaster(whole, num_samples=3, max_gap=0, newcomer_model=short_model)
+    first = {}
+    for frame, rows in table.groupby("frame", sort=True):
+        torch.manual_seed(int(frame))
+        out = live.update(frame, rows[["agent_id", "x", "y"]])
+        for agent in out["agent_id"].unique():
+            first.setdefault(int(agent), int(frame))
+        torch.manual_seed(int(frame))
+        if len(out):
+            expected = predict_futures(whole, table[table["frame"] <= frame], num_samples=3,
+                                       newcomer_model=short_model)
+            pd.testing.assert_frame_equal(out, expected)
+    assert first == {1: 1, 2: 11, 3: 8, 5: 6}

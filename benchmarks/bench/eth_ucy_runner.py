@@ -29,7 +29,7 @@ from cvae_traj.data.eth_ucy import SCENES
 from cvae_traj.data.tracks import read_raw_eth_ucy, validate_tracks
 from cvae_traj.errors import CvaeTrajError, InputError
 from cvae_traj.evaluation import evaluate_best_of_k, evaluate_likelihood, evaluate_samples
-from cvae_traj.forecast import load_model, predict_futures
+from cvae_traj.forecast import NewcomerRouter, load_model, predict_futures
 from cvae_traj.io import atomic_path, write_json
 from cvae_traj.metrics import constant_velocity, min_ade, min_fde
 from cvae_traj.plotting import plot_reliability, save_figure
@@ -203,15 +203,19 @@ def passes_on_test(train_cfg: DictConfig, ckpt: Path, passes: int, cluster_from:
 
 
 def history_on_test(train_cfg: DictConfig, ckpt: Path, passes: int, lengths: list[int],
-                    any_length: bool = False) -> dict:
+                    any_length: bool = False, newcomer: Path | None = None) -> dict:
     """Best-of-20 faithful draws on the run's test windows with every past cut to its last h steps, for each h of
     `lengths` the model was trained to forecast from (its min_history and up; every h up to T_obs with
     any_length), over `passes` sampling passes; beside them constant velocity on the same windows (the last two
-    positions: the same for every h)."""
+    positions: the same for every h). With a `newcomer` checkpoint, the pair as forecast.NewcomerRouter
+    samples it: whole pasts from `ckpt`, shorter ones from `newcomer`."""
     model, datamodule = load_model(ckpt), instantiate(train_cfg.data)
+    if newcomer is not None:
+        model = NewcomerRouter(model, load_model(newcomer))
+    shortest = model.min_history if newcomer is not None else model.cvae.min_history
     out = {}
     for h in lengths:
-        if (h < model.cvae.min_history and not any_length) or h > model.hparams.obs_len:
+        if (h < shortest and not any_length) or h > model.hparams.obs_len:
             continue
         runs = [evaluate_best_of_k(model, datamodule, "test", seed=p, history=h) for p in range(passes)]
         out[str(h)] = {k: [r[k] for r in runs] for k in ("min_ade_20", "min_fde_20")}
