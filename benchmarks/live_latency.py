@@ -2,10 +2,13 @@
 
     python benchmarks/live_latency.py [scene=univ] [checkpoint=checkpoints/eth_ucy/{scene}.ckpt] [num_samples=20]
         [cluster_from=null] [threads=2] [frames=null] [runtime=torch|onnxruntime]
+        [newcomer=checkpoints/eth_ucy_short/{scene}.ckpt]
 
 Feeds the scene's test recording (UNIV, the crowded one, by default) to cvae_traj.LiveForecaster one frame at a
 time, as a camera would, and times each `update` call: rows in, futures of every agent present out (a data
 frame, as the user gets it). runtime=onnxruntime draws with the exported sampler (LiveForecaster's runtime).
+newcomer=... forecasts the agents seen fewer than 8 steps with that checkpoint (LiveForecaster's newcomer_model):
+every agent seen twice is then forecast, by two model calls where a frame holds both kinds.
 Prints the median and 99th percentile per-frame latency by how many agents the frame forecast, per agent at the
 largest frames, and the process's peak resident memory. Run it alone: on 2 cores anything beside it slows both.
 """
@@ -21,16 +24,18 @@ from cvae_traj.data.eth_ucy import FRAME_STEP, SCENES, EthUcyDataModule
 from cvae_traj.data.tracks import read_raw_eth_ucy
 
 cfg = options({"scene": "univ", "checkpoint": "checkpoints/eth_ucy/{scene}.ckpt", "num_samples": 20,
-               "cluster_from": None, "threads": 2, "frames": None, "data": "data/eth_ucy", "warmup": 20, "runtime": "torch"})
+               "cluster_from": None, "threads": 2, "frames": None, "data": "data/eth_ucy", "warmup": 20, "runtime": "torch",
+               "newcomer": None})
 assert cfg.scene in SCENES, f"scene must be one of {SCENES}"
 torch.set_num_threads(cfg.threads)
 model = load_model(cfg.checkpoint.format(scene=cfg.scene))
+newcomer = None if cfg.newcomer is None else load_model(cfg.newcomer.format(scene=cfg.scene))
 data = EthUcyDataModule(scene=cfg.scene, root=cfg.data)
 rows = []
 for rel in data.files["test"]:
     table = read_raw_eth_ucy(data.root / rel)
     live = LiveForecaster(model, num_samples=cfg.num_samples, cluster_from=cfg.cluster_from, frame_step=FRAME_STEP,
-                          runtime=cfg.runtime)
+                          runtime=cfg.runtime, newcomer_model=newcomer)
     frames = list(table.groupby("frame", sort=True))
     if cfg.frames is not None:
         frames = frames[:cfg.frames]
@@ -46,6 +51,7 @@ present, forecast, seconds = (np.array(c) for c in zip(*rows))
 ms = 1000 * seconds
 print(f"\n{cfg.scene}, {cfg.num_samples} futures per agent"
       + (f" (representatives of {cfg.cluster_from} draws)" if cfg.cluster_from else " (faithful draws)")
+      + ("" if newcomer is None else ", newcomers by their own model")
       + f", {cfg.runtime}, {torch.get_num_threads()} threads, {len(rows)} frames timed after {cfg.warmup} warm-up "
         f"frames each\n")
 print("| agents forecast in the frame | frames | median ms | p99 ms | median ms per agent |\n|---|---|---|---|---|")
