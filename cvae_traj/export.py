@@ -40,6 +40,7 @@ from cvae_traj.clustering import cluster_futures
 from cvae_traj.errors import InputError
 from cvae_traj.forecast import load_model
 from cvae_traj.io import atomic_path
+from cvae_traj.models.cvae import nearest_shares
 from cvae_traj.system import TrajectoryCVAE
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,8 @@ class OnnxSampler:
             path = export_onnx(model, Path(tmp) / "sampler.onnx")
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.noise_dim, self.obs_len, self.pred_len = model.noise_dim, model.hparams.obs_len, model.hparams.pred_len
+        # Learned representatives are decoded by torch: K decoder means per agent, a small share of the cost.
+        self.learned = model.cvae if model.cvae.representative_net is not None else None
 
     def sample(self, batch: TrajectoryBatch, num_samples: int = 20) -> Tensor:
         """K faithful futures per agent, (B, K, T_pred, 2), as TrajectoryCVAE.sample."""
@@ -138,7 +141,12 @@ class OnnxSampler:
 
     def representatives(self, batch: TrajectoryBatch, num_samples: int = 20, draws: int = 200) -> tuple[Tensor, Tensor]:
         """K representatives of `draws` faithful futures with their weights, as TrajectoryCVAE.representatives."""
-        return cluster_futures(self.sample(batch, draws), num_samples)
+        samples = self.sample(batch, draws)
+        if self.learned is None or self.learned.representative_net.k != num_samples:
+            return cluster_futures(samples, num_samples)
+        with torch.no_grad():
+            futures = self.learned.learned_futures(batch)
+        return futures, nearest_shares(samples, futures)
 
 
 ConfigStore.instance().store(name="export", node={

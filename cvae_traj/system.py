@@ -61,6 +61,10 @@ class TrajectoryCVAE(L.LightningModule):
             running it backwards at its mean velocity, and the history encoder is told which steps were seen.
         short_history_share: the share of training windows whose history is cut short, with min_history below
             obs_len; the rest train on full histories, the case of every agent that has been around a while.
+        learned_representatives: K, for a model whose `representatives(batch, K)` are the decoder's futures at K
+            latent codes learned to cover where agents go (models.latent.RepresentativeNet), rather than clusters
+            of draws. Fitted after training, the rest of the model frozen: `python -m cvae_traj.representatives`
+            (None: none; other K are clustered as without).
         kl_anneal_steps: optimiser steps over which the KL weight rises linearly from 0 to beta (0: none).
         variety_weight: weight of a best-of-many term added to the negative ELBO: the smallest average
             displacement (metres) among `variety_samples` decoder means at z ~ p(z|x), reparameterised. It
@@ -92,6 +96,7 @@ class TrajectoryCVAE(L.LightningModule):
         prior_temperature: float = 1.0,
         min_history: int | None = None,
         short_history_share: float = 0.5,
+        learned_representatives: int | None = None,
         beta: float = 1.0,
         kl_anneal_steps: int = 2000,
         variety_weight: float = 0.0,
@@ -114,7 +119,8 @@ class TrajectoryCVAE(L.LightningModule):
             raise ValueError(f"lr_decay_steps must be a positive number of optimiser steps or None, got "
                              f"{lr_decay_steps!r}")
         self.cvae = ConditionalVAE(obs_len, pred_len, dt, hidden_dim, latent_dim, prior_components, social,
-                                   decoder_min_scale, heading_frame, speed_frame, prior_temperature, min_history)
+                                   decoder_min_scale, heading_frame, speed_frame, prior_temperature, min_history,
+                                   learned_representatives)
         # Means over windows that stay right across processes: each holds a sum and a count, all-reduced
         # at epoch end, so unequal shards are weighted by their windows (not averaged per process).
         names = [f"min_ade_{num_eval_samples}", f"min_fde_{num_eval_samples}", "ml_ade", "ml_fde", "cv_ade", "cv_fde",
@@ -170,6 +176,11 @@ class TrajectoryCVAE(L.LightningModule):
         if batch.history is not None:
             history = torch.minimum(history, batch.history)
         return batch.with_history(history)
+
+    def on_fit_start(self) -> None:
+        if self.cvae.representative_net is not None:
+            raise ValueError("a model with learned_representatives is not trained further: train it without them, "
+                             "then fit them with python -m cvae_traj.representatives")
 
     def training_step(self, batch: TrajectoryBatch, batch_idx: int) -> Tensor:
         batch = self.shortened(batch)

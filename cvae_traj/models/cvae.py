@@ -17,7 +17,7 @@ from cvae_traj.metrics import min_ade, min_fde
 from cvae_traj.models.decoder import TrajectoryDecoder
 from cvae_traj.models.frame import heading_rotation, speed_scale, to_world
 from cvae_traj.models.history_encoder import HistoryEncoder, backfill, observed_steps
-from cvae_traj.models.latent import PriorNet, RecognitionNet, prior_draw, temper
+from cvae_traj.models.latent import PriorNet, RecognitionNet, RepresentativeNet, prior_draw, temper
 from cvae_traj.models.social_encoder import SocialEncoder
 from cvae_traj.objectives import elbo_terms, importance_weighted_bound
 
@@ -30,7 +30,8 @@ class ConditionalVAE(nn.Module):
     def __init__(self, obs_len: int = 8, pred_len: int = 12, dt: float = 0.4, hidden_dim: int = 64,
                  latent_dim: int = 32, prior_components: int = 8, social: bool = True,
                  decoder_min_scale: float = 0.002, heading_frame: bool = True, speed_frame: bool = False,
-                 prior_temperature: float = 1.0, min_history: int | None = None) -> None:
+                 prior_temperature: float = 1.0, min_history: int | None = None,
+                 learned_representatives: int | None = None) -> None:
         super().__init__()
         min_history = obs_len if min_history is None else min_history
         if not 2 <= min_history <= obs_len:
@@ -54,6 +55,8 @@ class ConditionalVAE(nn.Module):
         self.recognition_net = RecognitionNet(context_dim, latent_dim, hidden_dim)
         self.generation_net = TrajectoryDecoder(context_dim, latent_dim, pred_len, hidden_dim,
                                                 min_scale=decoder_min_scale)
+        self.representative_net = None if learned_representatives is None else RepresentativeNet(
+            context_dim, latent_dim, learned_representatives)
 
     def forward(self, batch: TrajectoryBatch | Tensor, num_samples: int = 20) -> Tensor:
         return self.sample(batch, num_samples=num_samples)
@@ -173,13 +176,47 @@ class ConditionalVAE(nn.Module):
         """K distinct futures per agent with the probability mass each stands for: futures (B, K, T_pred, 2)
         and weights (B, K) summing to 1 per agent.
 
-        `draws` faithful futures are clustered by final position (cvae_traj.clustering); each cluster gives
-        its members' mean future, weighted by its share of the draws. Not independent draws: their
-        best-of-K is reported apart from the faithful one (PROTOCOL.md).
+        With learned representatives (representative_net, fitted by cvae_traj.representatives) and K their
+        number, the futures are the decoder's means at the K learned latent codes, each weighted by the share
+        of `draws` faithful futures whose final position lies nearest its own. Otherwise `draws` faithful
+        futures are clustered by final position (cvae_traj.clustering); each cluster gives its members' mean
+        future, weighted by its share of the draws. Not independent draws: their best-of-K is reported apart
+        from the faithful one (PROTOCOL.md).
         """
         if draws < num_samples:
             raise ValueError(f"draws must be at least num_samples ({num_samples}), got {draws}")
-        return cluster_futures(self.sample(batch, num_samples=draws), num_samples)
+        if isinstance(batch, Tensor):
+            batch = TrajectoryBatch.from_past(batch)
+        samples = self.sample(batch, num_samples=draws)
+        if self.representative_net is None or self.representative_net.k != num_samples:
+            return cluster_futures(samples, num_samples)
+        futures = self.learned_futures(batch)
+        return futures, nearest_shares(samples, futures)
+
+    def learned_futures(self, batch: TrajectoryBatch) -> Tensor:
+        """The decoder's mean futures at the K learned latent codes, in absolute positions: (B, K, T_pred, 2)."""
+        origin = batch.past[:, -1]
+        batch, m, scale = self.agent_frame(batch)
+        context = self.encode(batch)
+        futures = self.decode(context, self.representative_net(context), batch.past[:, -1]).mean.transpose(0, 1)
+        return futures if m is None else to_world(futures, m, origin, scale)
+
+    def representative_terms(self, batch: TrajectoryBatch) -> dict[str, Tensor]:
+        """What fitting the learned representatives minimises, per agent (B,), with only representative_net
+        receiving gradients: "cover", the best of the K futures' ADE + FDE in metres, and "prior", the mean over
+        the K codes of -log p(z_k | x), which keeps them where the prior holds mass."""
+        origin, future = batch.past[:, -1], batch.future
+        batch, m, scale = self.agent_frame(batch)
+        with torch.no_grad():
+            context = self.encode(batch)
+            prior = self.prior(context)
+        z = self.representative_net(context)  # (K, B, D)
+        frozen = {name: p.detach() for name, p in self.generation_net.named_parameters()}
+        decoded = torch.func.functional_call(self.generation_net, frozen, (context, z, batch.past[:, -1]))
+        futures = decoded.mean.transpose(0, 1)
+        futures = futures if m is None else to_world(futures, m, origin, scale)
+        error = (futures - future[:, None]).norm(dim=-1)  # (B, K, T_pred)
+        return {"cover": (error.mean(-1) + error[..., -1]).min(1).values, "prior": -prior.log_prob(z).mean(0)}
 
     def sample_from_noise(self, batch: TrajectoryBatch, z_noise: Tensor, y_noise: Tensor) -> Tensor:
         """The futures that standard normal noise makes, deterministically: (B, K, T_pred, 2).
@@ -230,3 +267,11 @@ class ConditionalVAE(nn.Module):
         context = self.encode(batch)
         future = self.generation_net(context, self.prior_net(context).mean, batch.past[:, -1]).mean  # (B, T, 2)
         return future if m is None else to_world(future, m, origin, scale)
+
+
+def nearest_shares(samples: Tensor, futures: Tensor) -> Tensor:
+    """The share of the draws (B, M, T, 2) whose final position lies nearest each future's (B, K, T, 2): (B, K)."""
+    nearest = torch.cdist(samples[:, :, -1], futures[:, :, -1]).argmin(-1)  # (B, M)
+    count = torch.zeros(futures.shape[:2], dtype=samples.dtype, device=samples.device).scatter_add_(
+        1, nearest, torch.ones_like(nearest, dtype=samples.dtype))
+    return count / samples.shape[1]

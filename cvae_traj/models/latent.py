@@ -91,3 +91,20 @@ class RecognitionNet(nn.Module):
         steps = torch.diff(torch.cat([origin, future], dim=1), dim=1)  # (B, T_pred, 2)
         _, h = self.future_gru(torch.cat([future - origin, steps], dim=-1))
         return diagonal_gaussian(self.net(torch.cat([context, h[-1]], dim=-1)))
+
+
+class RepresentativeNet(nn.Module):
+    """K latent codes per agent, learned so that the decoder's futures at them cover where agents go: x -> z_1..z_K
+    (K, B, D). The codes are deterministic in x; cvae_traj.representatives fits them to a trained model with its
+    other networks frozen (a DLow-style diversity sampler, Yuan and Kitani 2020, without the noise)."""
+
+    def __init__(self, context_dim: int, latent_dim: int, k: int, hidden_dim: int = 128) -> None:
+        super().__init__()
+        if k < 2:
+            raise ValueError(f"learned_representatives must be at least 2, got {k!r}")
+        self.k, self.latent_dim = k, latent_dim
+        self.net = nn.Sequential(nn.Linear(context_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, hidden_dim),
+                                 nn.ReLU(), nn.Linear(hidden_dim, k * latent_dim))
+
+    def forward(self, context: Tensor) -> Tensor:
+        return self.net(context).unflatten(-1, (self.k, self.latent_dim)).transpose(0, 1)  # (K, B, D)
