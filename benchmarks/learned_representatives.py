@@ -69,7 +69,10 @@ for seed in cfg.seeds:
             print(f"{scene} seed {seed}: no checkpoint at hand", flush=True)
             continue
         with initialize_config_dir(str(Path("conf").resolve()), version_base="1.3"):
-            datamodule = instantiate(compose(config_name="train", overrides=record["overrides"]).data)
+            # Only the data matters here (and some model options of old records are retired).
+            data = [o for o in record["overrides"] if o.split("=")[0] in ("experiment", "seed")
+                    or o.startswith(("data.", "paths."))]
+            datamodule = instantiate(compose(config_name="train", overrides=data).data)
         model = load_model(ckpt)
         val = Subset(datamodule, cfg.val_windows)
         clustered_val = evaluate_best_of_k(model, val, "val", cluster_from=cfg.cluster_from, seed=0)

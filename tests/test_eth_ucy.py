@@ -71,11 +71,12 @@ def test_missing_data_says_how_to_prepare(tmp_path):
 
 
 @pytest.mark.parametrize("scene", SCENES)
-@pytest.mark.parametrize("shipped", ["eth_ucy", "eth_ucy_short"])
+@pytest.mark.parametrize("shipped", ["eth_ucy", "eth_ucy_short", "eth_ucy_faithful"])
 def test_shipped_checkpoint_loads_beats_constant_velocity_and_uses_neighbours(scene, shipped, eth_ucy_root):
     """checkpoints/<shipped>/<scene>.ckpt: the fold's model as shipped. It loads as a TrajectoryCVAE, beats constant
     velocity on (a slice of) its own test windows, and what it samples depends on the neighbours it is given. The
-    eth_ucy_short models also beat it from the last two positions alone."""
+    eth_ucy_short models also beat it from the last two positions alone; the eth_ucy_faithful ones carry learned
+    representatives that beat their own faithful draws in best-of-20."""
     import torch
 
     from cvae_traj import TrajectoryCVAE, TrajectoryBatch
@@ -91,6 +92,11 @@ def test_shipped_checkpoint_loads_beats_constant_velocity_and_uses_neighbours(sc
     samples = model.sample(batch, num_samples=20)
     cv = (constant_velocity(batch.past, 12) - batch.future).norm(dim=-1).mean()
     assert min_ade(samples, batch.future).mean() < 0.7 * cv  # shipped: 0.45-0.52; untrained: 1.4-3.8
+    assert model.hparams.get("learned_representatives") == (20 if shipped == "eth_ucy_faithful" else None)
+    if shipped == "eth_ucy_faithful":
+        futures, weights = model.representatives(batch, 20, 200)
+        torch.testing.assert_close(weights.sum(-1), torch.ones(len(batch)))
+        assert min_ade(futures, batch.future).mean() < 0.95 * min_ade(samples, batch.future).mean()
     if model.cvae.min_history == 2:
         two = batch.with_history(torch.full((len(batch),), 2))
         assert min_ade(model.sample(two, num_samples=20), batch.future).mean() < 0.7 * cv
