@@ -102,7 +102,7 @@ def test_shipped_checkpoint_loads_beats_constant_velocity_and_uses_neighbours(sc
         assert min_ade(model.sample(two, num_samples=20), batch.future).mean() < 0.7 * cv
     crowded = batch.neighbour_mask.any(-1).sum(-1) > 0
     alone = TrajectoryBatch(batch.past, batch.future, batch.neighbours[:, :0], batch.neighbour_mask[:, :0])
-    z, y = torch.randn(20, len(batch), model.hparams.latent_dim), torch.zeros(20, len(batch), 12, 2)
+    z, y = torch.randn(20, len(batch), model.noise_dim), torch.zeros(20, len(batch), 12, 2)
     with torch.no_grad():
         shift = (model.sample_from_noise(batch, z, y) - model.sample_from_noise(alone, z, y)).norm(dim=-1)
     assert crowded.any() and shift[crowded].mean() > 0.1  # metres; an untrained model moves its futures ~0.03
