@@ -1,6 +1,7 @@
 """Learned representatives on the worlds with known odds: do their weights keep the odds as the clusters' do?
 
     python benchmarks/known_odds_learned.py [variant=default] ['seeds=[0,1,2]'] [steps=4000] [prior_weight=0.001]
+        [fresh=false]
 
 For each recorded run of benchmarks/known_odds.py whose checkpoint is at hand: fit 20 learned representatives on
 the world's training windows (cvae_traj.representatives, the model frozen), then measure the test split as that
@@ -26,7 +27,7 @@ from cvae_traj.representatives import fit_representatives
 
 cfg = options({"variant": "default", "seeds": [0, 1, 2], "worlds": ["junction", "junction_skewed", "speed_odds", "stop_go"],
                "steps": 4000, "prior_weight": 1e-3, "passes": 5, "draws": 1000, "representative_draws": 200,
-               "runs_dir": "benchmarks/runs/known_odds", "results": "benchmarks/results", "threads": 2,
+               "runs_dir": "benchmarks/runs/known_odds", "results": "benchmarks/results", "threads": 2, "fresh": False,
                "output": "benchmarks/results/known_odds_learned.json"})
 torch.set_num_threads(cfg.threads)
 out = Path(cfg.output)
@@ -34,6 +35,8 @@ results = json.loads(out.read_text()) if out.is_file() else {}
 KEYS = ("min_ade_20", "min_fde_20")
 for world in cfg.worlds:
     for seed in cfg.seeds:
+        if str(seed) in results.get(cfg.variant, {}).get(world, {}) and not cfg.fresh:
+            continue  # recorded already (fresh=true measures it again)
         record_file = Path(cfg.results) / "runs" / "known_odds" / cfg.variant / world / f"seed{seed}.json"
         ckpt = Path(cfg.runs_dir) / cfg.variant / world / f"seed{seed}" / "checkpoints" / "best.ckpt"
         if not (record_file.is_file() and ckpt.is_file()):

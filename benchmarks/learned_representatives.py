@@ -1,7 +1,8 @@
 """Learned representatives against clustered ones, on the benchmark's recorded runs (issue 26, item 2).
 
     python benchmarks/learned_representatives.py [variant=faithful_speed_clip] ['seeds=[0,1,2]'] \
-        ['scenes=[eth,hotel,univ,zara1,zara2]'] [steps=4000] [prior_weight=0.001] [passes=5] [val_windows=1500]
+        ['scenes=[eth,hotel,univ,zara1,zara2]'] [steps=4000] [prior_weight=0.001] [passes=5] [val_windows=1500] \
+        [fresh=false]
 
 For each run (variant, fold, seed) whose selected checkpoint is at hand: fit 20 learned representatives on the
 fold's training windows (cvae_traj.representatives; the model itself frozen), write them beside the checkpoint
@@ -9,7 +10,8 @@ as represented.ckpt, then score best-of-20 on up to `val_windows` validation win
 draws) and learned, and on the test split, learned, over `passes` sampling passes (the learned futures do not
 depend on the noise; their weights, from 200 draws, do). The choice between the two is made on validation
 before the test numbers are read (the rule: learned, if better in both minADE and minFDE averaged over the
-folds). The clustered test numbers are the run's recorded `passes`. Writes
+folds). The clustered test numbers are the run's recorded `passes`. Runs already in the output are skipped
+unless fresh=true. Writes
 benchmarks/results/learned_representatives.json and prints a table. Run it alone.
 """
 import json
@@ -21,6 +23,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from bench.eth_ucy_report import run_record_path
+from bench.eth_ucy_runner import checkpoint_of
 from bench.options import options
 from bench.provenance import git_commit
 from cvae_traj.evaluation import evaluate_best_of_k
@@ -30,7 +33,7 @@ from cvae_traj.representatives import fit_representatives, write_represented_che
 
 cfg = options({"variant": "faithful_speed_clip", "seeds": [0, 1, 2], "scenes": ["eth", "hotel", "univ", "zara1", "zara2"],
                "steps": 4000, "prior_weight": 1e-3, "passes": 5, "val_windows": 1500, "cluster_from": 200,
-               "runs_dir": "benchmarks/runs", "results": "benchmarks/results", "threads": 2,
+               "runs_dir": "benchmarks/runs", "results": "benchmarks/results", "threads": 2, "fresh": False,
                "output": "benchmarks/results/learned_representatives.json"})
 torch.set_num_threads(cfg.threads)
 out = Path(cfg.output)
@@ -49,22 +52,12 @@ class Subset:
         return self.val
 
 
-def checkpoint_of(record: dict, scene: str, seed: int) -> Path | None:
-    variant = cfg.variant
-    while True:
-        ckpt = Path(cfg.runs_dir) / variant / scene / f"seed{seed}" / record["best_checkpoint"]
-        if ckpt.is_file():
-            return ckpt
-        source = record.get("copied_from", "").split(":", 1)[0]
-        if not source or not Path(source).is_file():
-            return None
-        variant, record = Path(source).parts[-3], json.loads(Path(source).read_text())
-
-
 for seed in cfg.seeds:
     for scene in cfg.scenes:
+        if str(seed) in results.get(cfg.variant, {}).get(scene, {}) and not cfg.fresh:
+            continue  # recorded already (fresh=true fits and measures it again)
         record = json.loads(run_record_path(Path(cfg.results), cfg.variant, scene, seed).read_text())
-        ckpt = checkpoint_of(record, scene, seed)
+        ckpt = checkpoint_of(cfg, record, cfg.variant, scene, seed)
         if ckpt is None:
             print(f"{scene} seed {seed}: no checkpoint at hand", flush=True)
             continue

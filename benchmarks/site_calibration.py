@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.eth_ucy_runner import _checkpoint_of
+from bench.eth_ucy_runner import checkpoint_of
 from bench.options import options
 from bench.provenance import git_commit, hardware
 from cvae_traj.baselines import GaussianConstantVelocity
@@ -71,7 +71,7 @@ for scene in [] if cfg.report_only else cfg.scenes:
                     "factor": naive.factor, "site_factor": naive_site.factor}
     for seed in cfg.seeds:
         record_path = Path(cfg.records) / cfg.variant / scene / f"seed{seed}.json"
-        ckpt = _checkpoint_of(cfg, json.loads(record_path.read_text()), cfg.variant, scene, seed)
+        ckpt = checkpoint_of(cfg, json.loads(record_path.read_text()), cfg.variant, scene, seed)
         if ckpt is None:
             sys.exit(f"{record_path}: its checkpoint is gone")
         model = load_model(ckpt)

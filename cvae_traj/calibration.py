@@ -26,9 +26,8 @@ import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
-from cvae_traj.cli import run_or_exit
-from cvae_traj.data.tracks import load_tracks
-from cvae_traj.data.windows import Windows, make_windows
+from cvae_traj.cli import KNOWN_FUTURES_OPTIONS, checkpoint_output, known_windows, run_or_exit
+from cvae_traj.data.windows import Windows
 from cvae_traj.errors import CheckpointError, InputError
 from cvae_traj.evaluation import evaluate_samples
 from cvae_traj.forecast import load_model
@@ -98,16 +97,10 @@ def write_calibrated_checkpoint(source: str | Path, temperature: float, output: 
 def calibrate(cfg: DictConfig) -> TemperatureFit:
     """Fit prior_temperature on every window of cfg.input (a track table as predict.py reads) and write
     cfg.ckpt_path with it to cfg.output. The model's own temperature is replaced, not multiplied."""
-    if Path(cfg.output).suffix != ".ckpt":
-        raise InputError(f"{cfg.output}: output must be a checkpoint ending in .ckpt")
+    checkpoint_output(cfg.output)
     model = load_model(cfg.ckpt_path)
     hp = model.hparams
-    table = load_tracks(cfg.input, columns=dict(cfg.columns), time_unit=cfg.time_unit, frame_step=cfg.frame_step,
-                        dt=hp.dt)
-    windows = make_windows(table, hp.obs_len, hp.pred_len, cfg.stride)
-    if len(windows) == 0:
-        raise InputError(f"{cfg.input}: no agent has {hp.obs_len + hp.pred_len} consecutive steps (obs_len="
-                         f"{hp.obs_len}, pred_len={hp.pred_len}), so no future to calibrate against")
+    windows = known_windows(cfg, hp, "calibrate against")
     temperatures = tuple(cfg.temperatures) if cfg.temperatures else TEMPERATURES
     fit = fit_prior_temperature(model, windows, temperatures, cfg.samples, cfg.max_windows, cfg.seed)
     log.info("calibration error of %d draws' final positions on %d windows of %s:\n%s", cfg.samples, fit.windows,
@@ -127,11 +120,8 @@ ConfigStore.instance().store(name="calibrate", node={
     "temperatures": None,
     "samples": 500,
     "max_windows": 2000,
-    "stride": 1,
     "seed": 0,
-    "columns": {"frame": "frame", "agent_id": "agent_id", "x": "x", "y": "y"},
-    "time_unit": "frame",
-    "frame_step": None,
+    **KNOWN_FUTURES_OPTIONS,
     "hydra": {"run": {"dir": "."}, "output_subdir": None},
 })
 

@@ -25,9 +25,8 @@ import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
-from cvae_traj.cli import run_or_exit
-from cvae_traj.data.tracks import load_tracks
-from cvae_traj.data.windows import Windows, make_windows
+from cvae_traj.cli import KNOWN_FUTURES_OPTIONS, checkpoint_output, known_windows, run_or_exit
+from cvae_traj.data.windows import Windows
 from cvae_traj.errors import CheckpointError, InputError
 from cvae_traj.forecast import load_model
 from cvae_traj.io import atomic_path
@@ -103,16 +102,9 @@ def write_represented_checkpoint(source: str | Path, model: TrajectoryCVAE, outp
 def represent(cfg: DictConfig) -> RepresentativeFit:
     """Fit cfg.k learned representatives to cfg.ckpt_path on every window of cfg.input (a track table as
     predict.py reads) and write the checkpoint with them to cfg.output."""
-    if Path(cfg.output).suffix != ".ckpt":
-        raise InputError(f"{cfg.output}: output must be a checkpoint ending in .ckpt")
+    checkpoint_output(cfg.output)
     model = load_model(cfg.ckpt_path)
-    hp = model.hparams
-    table = load_tracks(cfg.input, columns=dict(cfg.columns), time_unit=cfg.time_unit, frame_step=cfg.frame_step,
-                        dt=hp.dt)
-    windows = make_windows(table, hp.obs_len, hp.pred_len, cfg.stride)
-    if len(windows) == 0:
-        raise InputError(f"{cfg.input}: no agent has {hp.obs_len + hp.pred_len} consecutive steps (obs_len="
-                         f"{hp.obs_len}, pred_len={hp.pred_len}), so no future to fit the representatives to")
+    windows = known_windows(cfg, model.hparams, "fit the representatives to")
     torch.set_num_threads(cfg.threads or torch.get_num_threads())
     fit = fit_representatives(model, windows, cfg.k, cfg.steps, cfg.batch_size, cfg.prior_weight, cfg.lr, cfg.seed)
     log.info("fitted %d representatives on %d windows of %s in %d steps (%.0f s): best-of-%d ADE + FDE %.3f m",
@@ -133,12 +125,9 @@ ConfigStore.instance().store(name="represent", node={
     "batch_size": 128,
     "prior_weight": 1e-3,
     "lr": 1e-3,
-    "stride": 1,
     "seed": 0,
     "threads": None,
-    "columns": {"frame": "frame", "agent_id": "agent_id", "x": "x", "y": "y"},
-    "time_unit": "frame",
-    "frame_step": None,
+    **KNOWN_FUTURES_OPTIONS,
     "hydra": {"run": {"dir": "."}, "output_subdir": None},
 })
 

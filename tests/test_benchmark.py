@@ -247,11 +247,11 @@ def test_the_unseen_scene_rule_weighs_calibration_against_kde_nll_per_fold():
     assert "| zara1 | eth | 0.030 | 0.000 | clip |" in table
 
 
-def test_a_copied_record_finds_the_checkpoint_of_the_run_it_was_copied_from(tmp_path):
+def test_a_copied_record_finds_thecheckpoint_of_the_run_it_was_copied_from(tmp_path):
     """Records copied between rows (a fold that keeps another row's training) hold no run folder of their own:
     the refresh of their representatives follows `copied_from`, through a chain of copies, to the checkpoint."""
     from omegaconf import OmegaConf
-    from bench.eth_ucy_runner import _checkpoint_of
+    from bench.eth_ucy_runner import checkpoint_of
 
     cfg = OmegaConf.create({"runs_dir": str(tmp_path / "runs")})
     ckpt = tmp_path / "runs" / "faithful_speed" / "univ" / "seed1" / "checkpoints" / "best.ckpt"
@@ -265,5 +265,5 @@ def test_a_copied_record_finds_the_checkpoint_of_the_run_it_was_copied_from(tmp_
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps(record))
     copy = {"best_checkpoint": "checkpoints/best.ckpt", "copied_from": f"{middle}: kept faithful's training"}
-    assert _checkpoint_of(cfg, copy, "faithful_speed_clip", "univ", 1) == ckpt
-    assert _checkpoint_of(cfg, {"best_checkpoint": "checkpoints/best.ckpt"}, "faithful", "univ", 1) is None
+    assert checkpoint_of(cfg, copy, "faithful_speed_clip", "univ", 1) == ckpt
+    assert checkpoint_of(cfg, {"best_checkpoint": "checkpoints/best.ckpt"}, "faithful", "univ", 1) is None

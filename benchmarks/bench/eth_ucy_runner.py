@@ -236,7 +236,7 @@ def refresh_representatives(cfg: DictConfig) -> None:
         record = json.loads(path.read_text()) if path.is_file() else None
         if record is None or record.get("clustered", {}).get("representative") == REPRESENTATIVE:
             continue
-        ckpt = _checkpoint_of(cfg, record, variant, scene, seed)
+        ckpt = checkpoint_of(cfg, record, variant, scene, seed)
         if ckpt is None:
             log.info("no checkpoint left for %s / %s / seed %d: representatives not refreshed", variant, scene, seed)
             continue
@@ -252,7 +252,7 @@ def refresh_representatives(cfg: DictConfig) -> None:
         write_json(record, path)
 
 
-def _checkpoint_of(cfg: DictConfig, record: dict, variant: str, scene: str, seed: int) -> Path | None:
+def checkpoint_of(cfg: DictConfig, record: dict, variant: str, scene: str, seed: int) -> Path | None:
     """A run's selected checkpoint, in its run folder or in that of the run its record was copied from."""
     while True:
         ckpt = Path(cfg.runs_dir) / variant / scene / f"seed{seed}" / record["best_checkpoint"]
