@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cvae_traj import SyntheticDataModule, TrajectoryBatch, TrajectoryCVAE
-from cvae_traj.data.augment import rotate_and_flip
+from cvae_traj.data.augment import jittered, rotate_and_flip
 from cvae_traj.errors import InputError
 
 
@@ -144,6 +144,27 @@ def test_datamodule_augments_training_batches_only():
     assert not torch.allclose(scaled.on_after_batch_transfer(batch, 0).future, batch.future)
     with pytest.raises(InputError, match="augment_scale must be"):
         SyntheticDataModule(augment_scale=[1.2, 0.8])
+
+
+def test_jitter_moves_observed_positions_only_by_its_standard_deviation():
+    batch = scene_batch(b=64)
+    out = jittered(batch, 0.05, generator=torch.Generator().manual_seed(0))
+    assert (out.future == batch.future).all()  # what is forecast is never noised
+    step = out.past - batch.past
+    assert abs(step.std().item() - 0.05) < 0.005 and abs(step.mean().item()) < 0.005
+    m = batch.neighbour_mask
+    moved = out.neighbours - batch.neighbours
+    assert abs(moved[m].std().item() - 0.05) < 0.005
+    assert (out.neighbours[~m] == 0).all()  # unseen neighbour steps stay unseen
+    dm = SyntheticDataModule(num_train_agents=20, augment_jitter=0.05)
+    train_batch = dm.windows("train").batch(range(8))
+    dm.trainer = SimpleNamespace(training=True)
+    noised = dm.on_after_batch_transfer(train_batch, 0)
+    assert (noised.future == train_batch.future).all() and not torch.allclose(noised.past, train_batch.past)
+    dm.trainer = SimpleNamespace(training=False)
+    assert dm.on_after_batch_transfer(train_batch, 0) is train_batch
+    with pytest.raises(InputError, match="augment_jitter must be"):
+        SyntheticDataModule(augment_jitter=-0.01)
 
 
 def test_reversed_recordings_give_every_training_window_walked_backwards():

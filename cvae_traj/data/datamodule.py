@@ -14,7 +14,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
 from cvae_traj.batch import TrajectoryBatch
-from cvae_traj.data.augment import rotate_and_flip, time_reversed
+from cvae_traj.data.augment import jittered, rotate_and_flip, time_reversed
 from cvae_traj.data.tracks import TrackTable
 from cvae_traj.data.windows import Windows, make_windows
 from cvae_traj.errors import InputError
@@ -48,7 +48,8 @@ class TrackDataModule(L.LightningDataModule):
 
     augment_rotate / augment_flip turn and mirror each training scene at random, augment_scale = (low, high)
     scales it by a log-uniform factor, augment_reverse adds every training recording played backwards in
-    time (see data/augment.py).
+    time, augment_jitter (metres) adds that much Gaussian noise to every observed position, the target's and
+    the neighbours', never to the future (see data/augment.py).
     """
 
     def __init__(
@@ -64,6 +65,7 @@ class TrackDataModule(L.LightningDataModule):
         augment_flip: bool = False,
         augment_scale: tuple[float, float] | None = None,
         augment_reverse: bool = False,
+        augment_jitter: float | None = None,
     ) -> None:
         super().__init__()
         if obs_len < 2 or pred_len < 1:
@@ -75,6 +77,9 @@ class TrackDataModule(L.LightningDataModule):
         if self.augment_scale is not None and not (len(self.augment_scale) == 2
                                                    and 0 < self.augment_scale[0] <= self.augment_scale[1]):
             raise InputError(f"augment_scale must be [low, high] with 0 < low <= high, got {augment_scale}")
+        if augment_jitter is not None and not augment_jitter >= 0:
+            raise InputError(f"augment_jitter must be a standard deviation >= 0 in metres, got {augment_jitter!r}")
+        self.augment_jitter = augment_jitter or None
         self._windows: dict[str, Windows] = {}
 
     @abstractmethod
@@ -107,10 +112,13 @@ class TrackDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: TrajectoryBatch, dataloader_idx: int) -> TrajectoryBatch:
         """Augment training batches only; validation and test see the data as recorded."""
-        augmented = self.augment_rotate or self.augment_flip or self.augment_scale is not None
-        if self.trainer is not None and self.trainer.training and augmented:
-            return rotate_and_flip(batch, rotate=self.augment_rotate, flip=self.augment_flip,
-                                   scale=self.augment_scale)
+        if self.trainer is None or not self.trainer.training:
+            return batch
+        if self.augment_rotate or self.augment_flip or self.augment_scale is not None:
+            batch = rotate_and_flip(batch, rotate=self.augment_rotate, flip=self.augment_flip,
+                                    scale=self.augment_scale)
+        if self.augment_jitter is not None:
+            batch = jittered(batch, self.augment_jitter)
         return batch
 
     def train_dataloader(self) -> DataLoader:
