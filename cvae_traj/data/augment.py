@@ -45,11 +45,13 @@ def jittered(batch: TrajectoryBatch, std: float, generator: torch.Generator | No
     """A new batch with independent Gaussian noise of `std` metres on every observed position, the target's
     past and its neighbours' (unseen neighbour steps stay zero), the future untouched.
 
-    A model that reads a few centimetres of tracking noise in the last observed steps as the start of a turn
-    changes its odds from agent to agent where the truth does not; noise it has seen in training it learns to
-    discount, and a real turn, which goes on growing step after step, still shows."""
-    noise = torch.randn(batch.past.shape, generator=generator).to(batch.past)
-    neighbour_noise = torch.randn(batch.neighbours.shape, generator=generator).to(batch.neighbours)
+    Meant to keep a model from reading centimetres of tracking noise as the start of a turn. On the known-odds
+    worlds it lowered the per-window odds error on the junctions but raised it on stop_go, and the draws
+    strayed more after the decision (benchmarks/HISTORY.md), so no recipe turns it on. Noise is drawn on the
+    batch's device unless a (CPU) generator is given."""
+    device = None if generator is not None else batch.past.device
+    noise = torch.randn(batch.past.shape, generator=generator, device=device).to(batch.past)
+    neighbour_noise = torch.randn(batch.neighbours.shape, generator=generator, device=device).to(batch.neighbours)
     mask = batch.neighbour_mask.unsqueeze(-1).to(batch.neighbours.dtype)
     return replace(batch, past=batch.past + std * noise, neighbours=batch.neighbours + std * neighbour_noise * mask)
 
