@@ -4,12 +4,16 @@
     python benchmarks/known_odds.py 'run_variants=[before,eth_ucy_recipe]' 'seeds=[0]'
     python benchmarks/known_odds.py report_only=true                  # rebuild the table from the records
     python benchmarks/known_odds.py report_only=true decided_fill=true  # add the after-decision share
+    python benchmarks/known_odds.py report_only=true representatives_refresh=true  # the run variants' again
+    python benchmarks/known_odds.py split=val 'seeds=[100,101]' '+variants.wide=[model.hidden_dim=128]' \
+        'run_variants=[wide,default]'                                 # screen a change on fresh worlds' validation
 
 Each (variant, world, seed) is one train(cfg) of train.py's config with the variant's and the world's
 overrides, data.seed = seed (a fresh world per seed, never tuned on one draw), the checkpoint chosen on
-validation; then the test split is measured once: per decision window, mode frequencies of 1000 faithful
-draws against the true odds (TV), how often 20 draws hold every mode of odds >= 0.1, the TV of the weights
-of 20 representatives of 200 draws, and best-of-20 (mean ± std over 5 sampling passes). A finished run
+validation; then the test split is measured once (`split=val` measures the validation split instead, to
+screen a change before any test number is read; its records, runs and table are kept apart): per decision
+window, mode frequencies of 1000 faithful draws against the true odds (TV), how often 20 draws hold every
+mode of odds >= 0.1, the TV of the weights of 20 representatives of 200 draws, and best-of-20 (mean ± std over 5 sampling passes). A finished run
 leaves a record in benchmarks/results/runs/known_odds/, so the command continues where it stopped;
 benchmarks/results/known_odds.md is rebuilt from all records.
 """
@@ -38,26 +42,36 @@ COLUMNS = ("tv", "tv_floor", "tv_pooled", "coverage", "coverage_ideal", "coverag
            "tv_representatives", "min_ade_20", "min_fde_20", "rep_min_ade_20", "rep_min_fde_20", "stray")
 
 
+def records_dir(cfg: DictConfig) -> Path:
+    """Where the records of `cfg.split` live: the test split's as ever, the validation screens' apart."""
+    return Path(cfg.output_dir) / "runs" / ("known_odds" if cfg.split == "test" else f"known_odds_{cfg.split}")
+
+
 def record_path(cfg: DictConfig, variant: str, world: str, seed: int) -> Path:
-    return Path(cfg.output_dir) / "runs" / "known_odds" / variant / world / f"seed{seed}.json"
+    return records_dir(cfg) / variant / world / f"seed{seed}.json"
+
+
+def run_dir(cfg: DictConfig, variant: str, world: str, seed: int) -> Path:
+    """The run's training output (checkpoints); validation screens' apart from the test runs'."""
+    return Path(cfg.runs_dir + ("" if cfg.split == "test" else f"_{cfg.split}")) / variant / world / f"seed{seed}"
 
 
 def run_one(cfg: DictConfig, variant: str, world: str, seed: int) -> dict:
-    run_dir = Path(cfg.runs_dir) / variant / world / f"seed{seed}"
+    out = run_dir(cfg, variant, world, seed)
     overrides = [*cfg.train_overrides, *cfg.variants[variant], *cfg.worlds[world], f"data.seed={seed}",
-                 f"seed={seed}", "test=false", f"paths.output_dir={run_dir}"]
+                 f"seed={seed}", "test=false", f"paths.output_dir={out}"]
     metrics = train(compose(config_name="train", overrides=overrides))
-    model = load_model(run_dir / metrics["best_checkpoint"])
+    model = load_model(out / metrics["best_checkpoint"])
     datamodule = instantiate(compose(config_name="train", overrides=overrides).data)
     start = time.perf_counter()
-    report = evaluate_odds(model, datamodule, "test", draws=cfg.draws, coverage_draws=cfg.coverage_draws,
+    report = evaluate_odds(model, datamodule, cfg.split, draws=cfg.draws, coverage_draws=cfg.coverage_draws,
                            representatives=cfg.representatives, representative_draws=cfg.representative_draws,
                            seed=seed)
     decided = decided_summary(cfg, model, datamodule, seed)
-    passes = [evaluate_best_of_k(model, datamodule, "test", seed=p) for p in range(cfg.passes)]
-    reps = [evaluate_best_of_k(model, datamodule, "test", cluster_from=cfg.representative_draws, seed=p)
+    passes = [evaluate_best_of_k(model, datamodule, cfg.split, seed=p) for p in range(cfg.passes)]
+    reps = [evaluate_best_of_k(model, datamodule, cfg.split, cluster_from=cfg.representative_draws, seed=p)
             for p in range(cfg.passes)]
-    return {"variant": variant, "world": world, "seed": seed, "overrides": overrides, "commit": git_commit(),
+    return {"variant": variant, "world": world, "seed": seed, "split": cfg.split, "overrides": overrides, "commit": git_commit(),
             "hardware": hardware(1), "train_seconds": metrics["train_seconds"],
             "eval_seconds": round(time.perf_counter() - start, 2), "windows": metrics["windows"],
             "trainable_parameters": metrics["trainable_parameters"], "val": metrics["val"],
@@ -68,9 +82,9 @@ def run_one(cfg: DictConfig, variant: str, world: str, seed: int) -> dict:
 
 
 def decided_summary(cfg: DictConfig, model, datamodule, seed: int) -> dict:
-    """The test windows observed `decided_for` steps past the decision: `stray`, the share of faithful draws
+    """The split's windows observed `decided_for` steps past the decision: `stray`, the share of faithful draws
     that take another mode than the one the agent already took (its odds are 1)."""
-    report = evaluate_odds(model, datamodule, "test", draws=cfg.draws, coverage_draws=cfg.coverage_draws,
+    report = evaluate_odds(model, datamodule, cfg.split, draws=cfg.draws, coverage_draws=cfg.coverage_draws,
                            representatives=cfg.representatives, representative_draws=cfg.representative_draws,
                            seed=seed, decided_for=cfg.decided_for)
     summary = report.summary()
@@ -81,7 +95,7 @@ def decided_summary(cfg: DictConfig, model, datamodule, seed: int) -> dict:
 def fill_decided(cfg: DictConfig, path: Path) -> None:
     """Add `decided` to a record made before it existed, from the run's checkpoint if it is still at hand."""
     record = json.loads(path.read_text())
-    ckpt = Path(cfg.runs_dir) / record["variant"] / record["world"] / f"seed{record['seed']}" / "checkpoints" / "best.ckpt"
+    ckpt = run_dir(cfg, record["variant"], record["world"], record["seed"]) / "checkpoints" / "best.ckpt"
     if "decided" in record or not ckpt.is_file():
         return
     datamodule = instantiate(compose(config_name="train", overrides=record["overrides"]).data)
@@ -89,6 +103,31 @@ def fill_decided(cfg: DictConfig, path: Path) -> None:
     record["decided"]["filled_at"] = git_commit()
     log.info("%s / %s / seed %d: stray %.3f after the decision", record["variant"], record["world"],
              record["seed"], record["decided"]["stray"])
+    write_json(record, path)
+
+
+def refresh_representatives(cfg: DictConfig, path: Path) -> None:
+    """Measure a record's representatives again from its checkpoint, as today's code makes them (their draws'
+    components stratified since the record was made, for one): their coverage, the TV of their weights and
+    their best-of-20. The faithful draws' columns stay as recorded."""
+    record = json.loads(path.read_text())
+    ckpt = run_dir(cfg, record["variant"], record["world"], record["seed"]) / "checkpoints" / "best.ckpt"
+    if not ckpt.is_file():
+        log.info("no checkpoint left for %s / %s / seed %d: representatives as recorded", record["variant"],
+                 record["world"], record["seed"])
+        return
+    model, datamodule = load_model(ckpt), instantiate(compose(config_name="train", overrides=record["overrides"]).data)
+    summary = evaluate_odds(model, datamodule, cfg.split, draws=cfg.draws, coverage_draws=cfg.coverage_draws,
+                            representatives=cfg.representatives, representative_draws=cfg.representative_draws,
+                            seed=record["seed"]).summary()
+    for key in ("coverage_representatives", "tv_representatives"):
+        record["odds"][key] = summary[key]
+    reps = [evaluate_best_of_k(model, datamodule, cfg.split, cluster_from=cfg.representative_draws, seed=p)
+            for p in range(cfg.passes)]
+    record["representatives_best_of_20"] = {k: [p[k] for p in reps] for k in ("min_ade_20", "min_fde_20")}
+    record["representatives_refreshed_at"] = git_commit()
+    log.info("%s / %s / seed %d: representatives' TV %.3f", record["variant"], record["world"], record["seed"],
+             summary["tv_representatives"])
     write_json(record, path)
 
 
@@ -108,14 +147,15 @@ def row(records: list[dict]) -> dict[str, tuple[float, float]]:
 
 
 def report(cfg: DictConfig) -> str:
-    records = [json.loads(p.read_text()) for p in sorted((Path(cfg.output_dir) / "runs" / "known_odds").rglob("*.json"))]
+    records = [json.loads(p.read_text()) for p in sorted(records_dir(cfg).rglob("*.json"))]
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in records:
         groups.setdefault((r["variant"], r["world"]), []).append(r)
     order = {w: i for i, w in enumerate(cfg.worlds)}
     lines = [
         "# Known-odds worlds: are the futures right about how likely each is?", "",
-        "Generated by `python benchmarks/known_odds.py` (PROTOCOL.md). Test split of each world (generated afresh",
+        f"Generated by `python benchmarks/known_odds.py{'' if cfg.split == 'test' else ' split=' + cfg.split}` "
+        f"(PROTOCOL.md). {'Test' if cfg.split == 'test' else 'Validation'} split of each world (generated afresh",
         "per seed), checkpoint chosen on validation. Per decision window (a window whose future a mode decides):",
         f"TV = total variation between the mode shares of {cfg.draws} faithful draws and the true odds, averaged",
         f"over windows (tv floor: what {cfg.draws} draws of the true odds give by chance; pooled: TV of the shares",
@@ -125,7 +165,7 @@ def report(cfg: DictConfig) -> str:
         "rep TV = TV of the representatives' weights summed per mode. Stray: on the windows observed"
         f" {cfg.decided_for} or more",
         "steps past the decision (odds 1 for the mode taken), the share of faithful draws that take another mode",
-        "(-: not measured). Best-of-20 on all test windows, metres, mean",
+        f"(-: not measured). Best-of-20 on all {cfg.split} windows, metres, mean",
         f"of {cfg.passes} sampling passes per seed. Mean ± std over training seeds.", "",
         "| variant | world | seeds | TV | TV floor | TV pooled | coverage (ideal) | rep coverage | rep TV | stray "
         "| minADE/FDE_20 faithful | minADE/FDE_20 representatives |",
@@ -173,11 +213,16 @@ def main(cfg: DictConfig) -> None:
                         continue
                     log.info("training %s / %s / seed %d", variant, world, seed)
                     write_json(run_one(cfg, variant, world, seed), path)
+    if cfg.representatives_refresh:
+        for variant in variants:
+            for path in sorted((records_dir(cfg) / variant).rglob("*.json")):
+                refresh_representatives(cfg, path)
     if cfg.decided_fill:
-        for path in sorted((Path(cfg.output_dir) / "runs" / "known_odds").rglob("*.json")):
+        for path in sorted(records_dir(cfg).rglob("*.json")):
             fill_decided(cfg, path)
     table = report(cfg)
-    with atomic_path(Path(cfg.output_dir) / "known_odds.md") as tmp:
+    name = "known_odds.md" if cfg.split == "test" else f"known_odds_{cfg.split}.md"
+    with atomic_path(Path(cfg.output_dir) / name) as tmp:
         tmp.write_text(table)
     print(table)
 

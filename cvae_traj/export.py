@@ -40,7 +40,7 @@ from cvae_traj.clustering import cluster_futures
 from cvae_traj.errors import InputError
 from cvae_traj.forecast import load_model
 from cvae_traj.io import atomic_path
-from cvae_traj.models.cvae import nearest_shares
+from cvae_traj.models.cvae import nearest_shares, representative_noise
 from cvae_traj.system import TrajectoryCVAE
 
 log = logging.getLogger(__name__)
@@ -126,22 +126,28 @@ class OnnxSampler:
             path = export_onnx(model, Path(tmp) / "sampler.onnx")
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.noise_dim, self.obs_len, self.pred_len = model.noise_dim, model.hparams.obs_len, model.hparams.pred_len
+        self.mixture = model.hparams.prior_components > 1
         # Learned representatives are decoded by torch: K decoder means per agent, a small share of the cost.
         self.learned = model.cvae if model.cvae.representative_net is not None else None
 
     def sample(self, batch: TrajectoryBatch, num_samples: int = 20) -> Tensor:
         """K faithful futures per agent, (B, K, T_pred, 2), as TrajectoryCVAE.sample."""
         b = len(batch)
-        z_noise = torch.randn(num_samples, b, self.noise_dim)
-        y_noise = torch.randn(num_samples, b, self.pred_len, 2)
+        return self.from_noise(batch, torch.randn(num_samples, b, self.noise_dim),
+                               torch.randn(num_samples, b, self.pred_len, 2))
+
+    def from_noise(self, batch: TrajectoryBatch, z_noise: Tensor, y_noise: Tensor) -> Tensor:
+        """The futures the graph makes from this noise, as ConditionalVAE.sample_from_noise: (B, K, T_pred, 2)."""
+        b = len(batch)
         history = batch.history if batch.history is not None else torch.full((b,), self.obs_len)
         inputs = (batch.past, batch.neighbours, batch.neighbour_mask, z_noise, y_noise, history.to(torch.int64))
         (futures,) = self.session.run(None, {name: t.cpu().numpy() for name, t in zip(INPUT_NAMES, inputs)})
         return torch.from_numpy(futures)
 
     def representatives(self, batch: TrajectoryBatch, num_samples: int = 20, draws: int = 200) -> tuple[Tensor, Tensor]:
-        """K representatives of `draws` faithful futures with their weights, as TrajectoryCVAE.representatives."""
-        samples = self.sample(batch, draws)
+        """K representatives of `draws` futures with their weights, as TrajectoryCVAE.representatives."""
+        samples = self.from_noise(batch, *representative_noise(draws, len(batch), self.noise_dim, self.pred_len,
+                                                               self.mixture))
         if self.learned is None or self.learned.representative_net.k != num_samples:
             return cluster_futures(samples, num_samples)
         with torch.no_grad():

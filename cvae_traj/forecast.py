@@ -22,7 +22,7 @@ from cvae_traj.system import TrajectoryCVAE
 
 log = logging.getLogger(__name__)
 # Options whose default changed after checkpoints were written without them: the value those were trained with.
-LEGACY_HPARAMS = {"prior_components": 1}
+LEGACY_HPARAMS = {"prior_components": 1, "prior_weight_net": False}
 # Options retired after their screens (benchmarks/HISTORY.md), with the one value today's model still builds: a
 # checkpoint that holds another cannot be rebuilt as it was trained. free_bits and mixture_kl changed only the
 # training loss, so any value of theirs loads.

@@ -41,6 +41,10 @@ class TrajectoryCVAE(L.LightningModule):
             Sampling then takes one more noise channel per draw (noise_dim), which picks the component. Its
             KL(q || p) enters the ELBO sampled, log q(z) - log p(z) at the reparameterised z
             (objectives.elbo_terms), so that the weights learn the odds.
+        prior_weight_net: with a mixture, compute its weights with a network of their own (two hidden layers on
+            the context) rather than with the layer that also gives the components' means and spreads. Sharing
+            it, the odds followed a few centimetres of tracking noise and stayed soft after a turn had begun
+            (benchmarks/HISTORY.md). False builds checkpoints from before the option.
         social: condition on the neighbours present in the observed frames through attention (SocialEncoder),
             not on the history alone.
         decoder_min_scale: floor of the decoder's per-step standard deviation (metres; units of observed speed
@@ -97,6 +101,7 @@ class TrajectoryCVAE(L.LightningModule):
         min_history: int | None = None,
         short_history_share: float = 0.5,
         learned_representatives: int | None = None,
+        prior_weight_net: bool = True,
         beta: float = 1.0,
         kl_anneal_steps: int = 2000,
         variety_weight: float = 0.0,
@@ -120,7 +125,7 @@ class TrajectoryCVAE(L.LightningModule):
                              f"{lr_decay_steps!r}")
         self.cvae = ConditionalVAE(obs_len, pred_len, dt, hidden_dim, latent_dim, prior_components, social,
                                    decoder_min_scale, heading_frame, speed_frame, prior_temperature, min_history,
-                                   learned_representatives)
+                                   learned_representatives, prior_weight_net)
         # Means over windows that stay right across processes: each holds a sum and a count, all-reduced
         # at epoch end, so unequal shards are weighted by their windows (not averaged per process).
         names = [f"min_ade_{num_eval_samples}", f"min_fde_{num_eval_samples}", "ml_ade", "ml_fde", "cv_ade", "cv_fde",

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from cvae_traj import TrajectoryCVAE, predict_futures
+from cvae_traj import TrajectoryBatch, TrajectoryCVAE, predict_futures
 from cvae_traj.clustering import cluster_futures, kmeans
 from cvae_traj.errors import InputError
 from test_predict import scene
@@ -75,9 +75,9 @@ def test_model_representatives_are_cluster_means_of_its_draws_weighted_by_share(
     torch.manual_seed(4)
     kept, weights = model.representatives(past, num_samples=4, draws=40)
     torch.manual_seed(4)
-    draws = model.sample(past, num_samples=40)
+    draws = model.cvae.representative_draws(TrajectoryBatch.from_past(past), 40)
     assert kept.shape == (5, 4, 12, 2) and weights.shape == (5, 4)
-    # The same noise gives the same 40 draws; each of the 4 kept is the mean of the draws whose final
+    # The same noise gives the same 40 draws (component picks stratified); each of the 4 kept is the mean of the draws whose final
     # positions lie nearest its own (k-means has converged on them), weighted by their share.
     nearest = torch.cdist(draws[:, :, -1], kept[:, :, -1]).argmin(-1)  # (5, 40): each draw's representative
     for a in range(5):
@@ -98,3 +98,28 @@ def test_model_representatives_are_cluster_means_of_its_draws_weighted_by_share(
     # The weight column holds each representative's share, the same at every step of its future.
     per_future = out.groupby("sample")["weight"]
     assert (per_future.nunique() == 1).all() and per_future.first().sum() == pytest.approx(1.0)
+
+
+def test_stratified_picks_hold_each_component_weight_to_within_two_draws():
+    """The draws representatives are weighed by pick their mixture components stratified: of K draws a component
+    of weight w gets w * K of them to within two, where independent picks scatter by sqrt(w (1 - w) K); and the
+    shares stay unbiased, their mean over passes the weights."""
+    from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
+
+    from cvae_traj.models.latent import prior_draw, stratified_pick
+
+    weights = torch.tensor([[0.52, 0.31, 0.17], [0.04, 0.93, 0.03]])
+    locs = torch.tensor([0.0, 100.0, 200.0]).view(1, 3, 1).expand(2, 3, 1)
+    prior = MixtureSameFamily(Categorical(probs=weights), Independent(Normal(locs, torch.full_like(locs, 1e-3)), 1))
+    torch.manual_seed(0)
+
+    def counts(noise):  # (passes, 2, 3): draws per component out of 40
+        return torch.stack([torch.nn.functional.one_hot((prior_draw(prior, noise())[..., 0] / 100).round().long(),
+                                                        3).sum(0).float() for _ in range(300)])
+
+    stratified = counts(lambda: stratified_pick(torch.randn(40, 2, 2)))
+    independent = counts(lambda: torch.randn(40, 2, 2))
+    assert ((stratified - 40 * weights).abs() < 2).all()
+    torch.testing.assert_close(stratified.mean(0) / 40, weights, atol=0.005, rtol=0)
+    assert (independent - 40 * weights).abs().max() >= 4  # what stratifying removes
+    assert stratified.std(0)[0, 0] < 0.3 * independent.std(0)[0, 0]

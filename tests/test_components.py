@@ -267,3 +267,29 @@ def test_collapse_warning_names_the_remedy(caplog):
         model.on_validation_epoch_end()
     assert "posterior collapse" in caplog.text and "kl_anneal_steps" in caplog.text and "model.beta" in caplog.text
     assert model.latent_stats["active_units"] == 0
+
+
+def test_mixture_weights_come_from_a_network_of_their_own():
+    """With prior_weight_net (the default) the mixture's weights, each mode's odds, are computed apart from the
+    components: changing the network that places the components leaves the odds as they were, and the weight
+    network moves the odds alone. Without it one layer gives both, as in checkpoints from before the option."""
+    from cvae_traj.models.latent import PriorNet
+
+    torch.manual_seed(0)
+    context = torch.randn(5, 12)
+    prior = PriorNet(12, 3, 16, components=4, weight_net=True)
+    before = prior(context)
+    with torch.no_grad():
+        prior.net[2].weight.add_(1.0)
+    moved = prior(context)
+    torch.testing.assert_close(moved.mixture_distribution.probs, before.mixture_distribution.probs)
+    assert not torch.allclose(moved.component_distribution.base_dist.loc, before.component_distribution.base_dist.loc)
+    with torch.no_grad():
+        prior.weight_net[-1].bias.add_(torch.tensor([3.0, 0.0, 0.0, 0.0]))
+    favoured = prior(context)
+    assert (favoured.mixture_distribution.probs[:, 0] > before.mixture_distribution.probs[:, 0] + 0.3).all()
+    torch.testing.assert_close(favoured.component_distribution.base_dist.loc, moved.component_distribution.base_dist.loc)
+    shared = PriorNet(12, 3, 16, components=4)
+    assert shared.weight_net is None and shared.net[2].out_features == 4 + 2 * 3 * 4
+    assert TrajectoryCVAE().cvae.prior_net.weight_net is not None
+    assert TrajectoryCVAE(prior_components=1).cvae.prior_net.weight_net is None

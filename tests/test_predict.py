@@ -250,16 +250,19 @@ def test_a_frame_batch_equals_looking_neighbours_up_per_window():
                                    windows.batch(picked).neighbours, rtol=0, atol=0)
 
 
-def test_a_checkpoint_older_than_the_mixture_prior_loads_as_the_single_gaussian_it_was(tmp_path):
-    """Checkpoints written before prior_components existed hold no such key; the default is now a mixture, so
-    load_model builds them with the one Gaussian they were trained with, and they sample as before."""
+@pytest.mark.parametrize("option, trained_with", [("prior_components", {"prior_components": 1}),
+                                                   ("prior_weight_net", {"prior_weight_net": False})])
+def test_a_checkpoint_older_than_an_option_loads_as_the_model_it_was(tmp_path, option, trained_with):
+    """Checkpoints written before an option existed hold no such key, and the default has since changed: the
+    mixture prior (they had one Gaussian), the mixture weights' own network (they shared a layer with the
+    components). load_model builds them as they were trained, so their weights fit and they sample as before."""
     torch.manual_seed(0)
-    model = TrajectoryCVAE(prior_components=1).eval()
-    hparams = {k: v for k, v in model.hparams.items() if k != "prior_components"}
+    model = TrajectoryCVAE(**trained_with).eval()
+    hparams = {k: v for k, v in model.hparams.items() if k != option}
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": hparams, "pytorch-lightning_version": "2.6.0"},
                tmp_path / "old.ckpt")
     loaded = load_model(tmp_path / "old.ckpt")
-    assert loaded.hparams.prior_components == 1 and loaded.noise_dim == model.hparams.latent_dim
+    assert loaded.hparams[option] == trained_with[option] != TrajectoryCVAE().hparams[option]
     past = torch.randn(3, 8, 2).cumsum(1)
     torch.manual_seed(1)
     expected = model.sample(past, 4)

@@ -22,7 +22,7 @@ from conftest import ROOT
 def represented(synthetic_run):
     model, datamodule, ckpt = synthetic_run
     fitted = copy.deepcopy(model)
-    fit = fit_representatives(fitted, datamodule.windows("train"), k=20, steps=300, seed=0)
+    fit = fit_representatives(fitted, datamodule.windows("train"), k=20, steps=1000, seed=0)
     return model, fitted, datamodule, ckpt, fit
 
 
@@ -41,7 +41,7 @@ def test_fitting_leaves_the_model_as_it_was_and_learns_to_cover(represented):
     start = copy.deepcopy(fitted)
     fit_representatives(start, datamodule.windows("train"), k=20, steps=1, seed=0)
     assert cover(learned) < 0.7 * cover(start.cvae.learned_futures(batch))
-    assert fit.k == 20 and fit.steps == 300 and fit.cover > 0
+    assert fit.k == 20 and fit.steps == 1000 and fit.cover > 0
 
 
 def test_weights_are_the_share_of_draws_nearest_each_and_other_k_are_clustered(represented):
@@ -50,7 +50,7 @@ def test_weights_are_the_share_of_draws_nearest_each_and_other_k_are_clustered(r
     torch.manual_seed(1)
     futures, weights = fitted.representatives(batch, 20, 100)
     torch.manual_seed(1)
-    draws = fitted.sample(batch, 100)
+    draws = fitted.cvae.representative_draws(batch, 100)
     torch.testing.assert_close(futures, fitted.cvae.learned_futures(batch))
     nearest = torch.cdist(draws[:, :, -1], futures[:, :, -1]).argmin(-1)
     torch.testing.assert_close(weights, torch.nn.functional.one_hot(nearest, 20).float().mean(1))
@@ -58,7 +58,7 @@ def test_weights_are_the_share_of_draws_nearest_each_and_other_k_are_clustered(r
     torch.manual_seed(1)
     clustered = fitted.representatives(batch, 10, 100)
     torch.manual_seed(1)
-    expected = cluster_futures(fitted.sample(batch, 100), 10)
+    expected = cluster_futures(fitted.cvae.representative_draws(batch, 100), 10)
     for a, b in zip(clustered, expected):
         torch.testing.assert_close(a, b)
 

@@ -17,7 +17,7 @@ from cvae_traj.metrics import min_ade, min_fde
 from cvae_traj.models.decoder import TrajectoryDecoder
 from cvae_traj.models.frame import heading_rotation, speed_scale, to_world
 from cvae_traj.models.history_encoder import HistoryEncoder, backfill, observed_steps
-from cvae_traj.models.latent import PriorNet, RecognitionNet, RepresentativeNet, prior_draw, temper
+from cvae_traj.models.latent import PriorNet, RecognitionNet, RepresentativeNet, prior_draw, stratified_pick, temper
 from cvae_traj.models.social_encoder import SocialEncoder
 from cvae_traj.objectives import elbo_terms, importance_weighted_bound
 
@@ -31,7 +31,7 @@ class ConditionalVAE(nn.Module):
                  latent_dim: int = 32, prior_components: int = 8, social: bool = True,
                  decoder_min_scale: float = 0.002, heading_frame: bool = True, speed_frame: bool = False,
                  prior_temperature: float = 1.0, min_history: int | None = None,
-                 learned_representatives: int | None = None) -> None:
+                 learned_representatives: int | None = None, prior_weight_net: bool = True) -> None:
         super().__init__()
         min_history = obs_len if min_history is None else min_history
         if not 2 <= min_history <= obs_len:
@@ -51,7 +51,8 @@ class ConditionalVAE(nn.Module):
         self.social_encoder = SocialEncoder(obs_len, hidden_dim, hidden_dim) if social else None
         if social:
             context_dim += self.social_encoder.out_dim
-        self.prior_net = PriorNet(context_dim, latent_dim, hidden_dim, components=prior_components)
+        self.prior_net = PriorNet(context_dim, latent_dim, hidden_dim, components=prior_components,
+                                  weight_net=prior_weight_net)
         self.recognition_net = RecognitionNet(context_dim, latent_dim, hidden_dim)
         self.generation_net = TrajectoryDecoder(context_dim, latent_dim, pred_len, hidden_dim,
                                                 min_scale=decoder_min_scale)
@@ -178,7 +179,7 @@ class ConditionalVAE(nn.Module):
 
         With learned representatives (representative_net, fitted by cvae_traj.representatives) and K their
         number, the futures are the decoder's means at the K learned latent codes, each weighted by the share
-        of `draws` faithful futures whose final position lies nearest its own. Otherwise `draws` faithful
+        of `draws` futures (representative_draws) whose final position lies nearest its own. Otherwise those
         futures are clustered by final position (cvae_traj.clustering); each cluster gives its members' mean
         future, weighted by its share of the draws. Not independent draws: their best-of-K is reported apart
         from the faithful one (PROTOCOL.md).
@@ -187,11 +188,20 @@ class ConditionalVAE(nn.Module):
             raise ValueError(f"draws must be at least num_samples ({num_samples}), got {draws}")
         if isinstance(batch, Tensor):
             batch = TrajectoryBatch.from_past(batch)
-        samples = self.sample(batch, num_samples=draws)
+        samples = self.representative_draws(batch, draws)
         if self.representative_net is None or self.representative_net.k != num_samples:
             return cluster_futures(samples, num_samples)
         futures = self.learned_futures(batch)
         return futures, nearest_shares(samples, futures)
+
+    def representative_draws(self, batch: TrajectoryBatch, draws: int) -> Tensor:
+        """The futures representatives are made from and weighed by: (B, draws, T_pred, 2). Faithful draws,
+        except that with a mixture prior the component each comes from is stratified over the draws
+        (models.latent.stratified_pick), so each mode's share of them, a representative's weight, carries
+        less sampling noise. Seed with torch.manual_seed; representative_noise gives the noise."""
+        z_noise, y_noise = representative_noise(draws, len(batch), self.noise_dim, self.pred_len,
+                                                self.prior_components > 1, batch.past.device)
+        return self.sample_from_noise(batch, z_noise, y_noise)
 
     def learned_futures(self, batch: TrajectoryBatch) -> Tensor:
         """The decoder's mean futures at the K learned latent codes, in absolute positions: (B, K, T_pred, 2)."""
@@ -267,6 +277,16 @@ class ConditionalVAE(nn.Module):
         context = self.encode(batch)
         future = self.generation_net(context, self.prior_net(context).mean, batch.past[:, -1]).mean  # (B, T, 2)
         return future if m is None else to_world(future, m, origin, scale)
+
+
+def representative_noise(draws: int, agents: int, noise_dim: int, pred_len: int, mixture: bool,
+                         device: torch.device | None = None) -> tuple[Tensor, Tensor]:
+    """Standard normal z_noise (draws, agents, noise_dim) and y_noise (draws, agents, pred_len, 2) for
+    sample_from_noise, with a mixture's component channel stratified (stratified_pick): the draws that
+    representatives are made from, by the model and by the exported sampler alike."""
+    z_noise = torch.randn(draws, agents, noise_dim, device=device)
+    y_noise = torch.randn(draws, agents, pred_len, 2, device=device)
+    return (stratified_pick(z_noise) if mixture else z_noise), y_noise
 
 
 def nearest_shares(samples: Tensor, futures: Tensor) -> Tensor:

@@ -25,24 +25,33 @@ class PriorNet(nn.Module):
 
     A diagonal Gaussian, or with components > 1 a mixture of that many diagonal Gaussians with weights
     that depend on x (MixtureSameFamily), so that separate futures (left or right of an obstacle) can have
-    separate lumps of prior mass instead of one lump the decoder must tear apart.
+    separate lumps of prior mass instead of one lump the decoder must tear apart. With `weight_net` the weights
+    come from a network of their own (two hidden layers), not from the layer that also places the components.
     """
 
-    def __init__(self, context_dim: int, latent_dim: int, hidden_dim: int = 64, components: int = 1) -> None:
+    def __init__(self, context_dim: int, latent_dim: int, hidden_dim: int = 64, components: int = 1,
+                 weight_net: bool = False) -> None:
         super().__init__()
         if components < 1:
             raise ValueError(f"components must be at least 1, got {components!r}")
         self.components = components
         # One component: (loc, raw scale), as before the option (the same modules and checkpoints); more:
-        # the mixture's logits, then each component's (loc, raw scale).
-        self.net = mlp(context_dim, hidden_dim, 2 * latent_dim * components + (components if components > 1 else 0))
+        # each component's (loc, raw scale), after the mixture's logits unless weight_net computes them.
+        own_weights = weight_net and components > 1
+        shared_logits = components if components > 1 and not own_weights else 0
+        self.net = mlp(context_dim, hidden_dim, 2 * latent_dim * components + shared_logits)
+        self.weight_net = nn.Sequential(mlp(context_dim, hidden_dim, hidden_dim), nn.ReLU(),
+                                        nn.Linear(hidden_dim, components)) if own_weights else None
 
     def forward(self, context: Tensor) -> Independent | MixtureSameFamily:
         out = self.net(context)
         if self.components == 1:
             return diagonal_gaussian(out)  # event (D,), batch (B,)
         c = self.components
-        logits, params = out[..., :c], out[..., c:].unflatten(-1, (c, -1))
+        if self.weight_net is None:
+            logits, params = out[..., :c], out[..., c:].unflatten(-1, (c, -1))
+        else:
+            logits, params = self.weight_net(context), out.unflatten(-1, (c, -1))
         return MixtureSameFamily(Categorical(logits=logits, validate_args=False), diagonal_gaussian(params),
                                  validate_args=False)  # event (D,), batch (B,); components (B, C)
 
@@ -76,6 +85,19 @@ def prior_draw(prior: Independent | MixtureSameFamily, noise: Tensor) -> Tensor:
     loc = base.loc.expand(*pick.shape, *base.loc.shape[-2:]).gather(-2, index).squeeze(-2)
     scale = base.scale.expand(*pick.shape, *base.scale.shape[-2:]).gather(-2, index).squeeze(-2)
     return loc + scale * noise[..., :-1]
+
+
+def stratified_pick(z_noise: Tensor) -> Tensor:
+    """`z_noise` (K, B, D + 1) for a mixture prior with its last channel, the one that picks each draw's component
+    (prior_draw), stratified over the K draws: per agent, one value in each of K equal slices of the standard
+    normal's probability rather than K independent values. Of K such draws each component of weight w gets
+    w * K of them, give or take one, where independent draws scatter by sqrt(w (1 - w) K); each slice's value is
+    still drawn at random, so an average over the K draws remains an unbiased estimate under p(z|x)."""
+    k = z_noise.shape[0]
+    slices = torch.arange(k, dtype=z_noise.dtype, device=z_noise.device).view(k, *[1] * (z_noise.dim() - 2))
+    eps = torch.finfo(z_noise.dtype).eps
+    uniform = ((slices + torch.rand(z_noise.shape[:-1], dtype=z_noise.dtype, device=z_noise.device)) / k)
+    return torch.cat([z_noise[..., :-1], torch.special.ndtri(uniform.clamp(eps, 1 - eps)).unsqueeze(-1)], -1)
 
 
 class RecognitionNet(nn.Module):
