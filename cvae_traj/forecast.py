@@ -168,7 +168,8 @@ class NewcomerRouter(torch.nn.Module):
         return self._routed(batch, lambda sampler, part: (sampler.sample(part, num_samples),))[0]
 
     def representatives(self, batch: TrajectoryBatch, num_samples: int = 20, draws: int = 200) -> tuple[Tensor, Tensor]:
-        """K representatives of `draws` faithful futures with their weights, each from the model for its history."""
+        """K representatives of `draws` futures with their weights (TrajectoryCVAE.representatives), each from
+        the model for its history."""
         return self._routed(batch, lambda sampler, part: sampler.representatives(part, num_samples, draws))
 
     def _routed(self, batch: TrajectoryBatch, draw) -> tuple[Tensor, ...]:

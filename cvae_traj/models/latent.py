@@ -91,7 +91,7 @@ def stratified_pick(z_noise: Tensor) -> Tensor:
     """`z_noise` (K, B, D + 1) for a mixture prior with its last channel, the one that picks each draw's component
     (prior_draw), stratified over the K draws: per agent, one value in each of K equal slices of the standard
     normal's probability rather than K independent values. Of K such draws each component of weight w gets
-    w * K of them, give or take one, where independent draws scatter by sqrt(w (1 - w) K); each slice's value is
+    w * K of them to within two, where independent draws scatter by sqrt(w (1 - w) K); each slice's value is
     still drawn at random, so an average over the K draws remains an unbiased estimate under p(z|x)."""
     k = z_noise.shape[0]
     slices = torch.arange(k, dtype=z_noise.dtype, device=z_noise.device).view(k, *[1] * (z_noise.dim() - 2))
