@@ -18,11 +18,9 @@ from cvae_traj.errors import CheckpointError, InputError
 from cvae_traj.io import check_output_path, write_futures
 from cvae_traj.plotting import plot_futures, save_figure, write_animation
 from cvae_traj.batch import TrajectoryBatch
-from cvae_traj.system import TrajectoryCVAE
+from cvae_traj.system import LEGACY_HPARAMS, TrajectoryCVAE
 
 log = logging.getLogger(__name__)
-# Options whose default changed after checkpoints were written without them: the value those were trained with.
-LEGACY_HPARAMS = {"prior_components": 1, "prior_weight_net": False}
 # Options retired after their screens (benchmarks/HISTORY.md), with the one value today's model still builds: a
 # checkpoint that holds another cannot be rebuilt as it was trained. free_bits and mixture_kl changed only the
 # training loss, so any value of theirs loads.
@@ -51,7 +49,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Tr
     if retired:
         raise CheckpointError(f"{path}: trained with {', '.join(retired)}, an option this version of cvae_traj no "
                               f"longer has; train the model again")
-    legacy = {k: v for k, v in LEGACY_HPARAMS.items() if k not in hparams}
+    legacy = {k: hparams.get(k, v) for k, v in LEGACY_HPARAMS.items()}  # the file is read once already
     try:
         model = TrajectoryCVAE.load_from_checkpoint(path, map_location=map_location, weights_only=True, **legacy)
     except (KeyError, TypeError, RuntimeError) as err:

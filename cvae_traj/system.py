@@ -6,6 +6,7 @@ Batches are `cvae_traj.batch.TrajectoryBatch`es; any DataLoader that yields them
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -22,6 +23,8 @@ from cvae_traj.models.cvae import ConditionalVAE
 log = logging.getLogger(__name__)
 # The networks' names in checkpoints written before they moved into ConditionalVAE (the `cvae.` prefix).
 _NETWORKS = ("history_encoder.", "social_encoder.", "prior_net.", "recognition_net.", "generation_net.")
+# Options whose default changed after checkpoints were written without them: the value those were trained with.
+LEGACY_HPARAMS = {"prior_components": 1, "prior_weight_net": False}
 
 
 class TrajectoryCVAE(L.LightningModule):
@@ -251,6 +254,17 @@ class TrajectoryCVAE(L.LightningModule):
         # A little every step: lr_decay over each `every` steps, whatever an epoch's length.
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.hparams.lr_decay ** (1.0 / every))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> TrajectoryCVAE:
+        """Lightning's load_from_checkpoint, with each option a checkpoint file predates (LEGACY_HPARAMS) set to
+        the value it was trained with rather than today's default, so that its weights fit the networks built.
+        cvae_traj.load_model reads checkpoints this way and checks them first."""
+        missing = [k for k in LEGACY_HPARAMS if k not in kwargs]
+        if missing and isinstance(checkpoint_path, (str, Path)) and Path(checkpoint_path).is_file():
+            stored = torch.load(checkpoint_path, map_location="cpu", weights_only=True).get("hyper_parameters", {})
+            kwargs |= {k: LEGACY_HPARAMS[k] for k in missing if k not in stored}
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Checkpoints written before the networks moved into ConditionalVAE name them without `cvae.`."""

@@ -187,9 +187,14 @@ def test_fold_ablations_change_only_their_variant_on_their_fold():
     assert variant_overrides(cfg, "no_social", "hotel") == ["model.social=false", "model.latent_dim=8"]
     assert variant_overrides(cfg, "no_social", "eth") == ["model.social=false"]
     assert variant_overrides(cfg, "full", "hotel") == []
-    # The shipped config: the speed frame everywhere but on the fold whose own screen chose the metre frame.
-    assert variant_overrides(cfg, "faithful_speed", "univ")[-2:] == ["model.speed_frame=true", "model.speed_frame=false"]
-    assert variant_overrides(cfg, "faithful_speed", "eth")[-1] == "model.speed_frame=true"
+    # The shipped config: the speed frame everywhere but on the fold whose own screen chose the metre frame, the
+    # fold's override last so that it wins.
+    univ = variant_overrides(cfg, "faithful_speed", "univ")
+    assert univ[-1] == "model.speed_frame=false" and "model.speed_frame=true" in univ[:-1]
+    eth = variant_overrides(cfg, "faithful_speed", "eth")
+    assert "model.speed_frame=true" in eth and "model.speed_frame=false" not in eth
+    zara2 = variant_overrides(cfg, "faithful_weights", "zara2")
+    assert zara2[-1] == "model.prior_weight_net=false" and "model.prior_weight_net=true" in zara2[:-1]
 
 
 def _runs(vals: dict) -> dict:

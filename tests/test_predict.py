@@ -255,19 +255,22 @@ def test_a_frame_batch_equals_looking_neighbours_up_per_window():
 def test_a_checkpoint_older_than_an_option_loads_as_the_model_it_was(tmp_path, option, trained_with):
     """Checkpoints written before an option existed hold no such key, and the default has since changed: the
     mixture prior (they had one Gaussian), the mixture weights' own network (they shared a layer with the
-    components). load_model builds them as they were trained, so their weights fit and they sample as before."""
+    components). load_model and TrajectoryCVAE.load_from_checkpoint build them as they were trained, so their
+    weights fit and they sample as before."""
     torch.manual_seed(0)
     model = TrajectoryCVAE(**trained_with).eval()
     hparams = {k: v for k, v in model.hparams.items() if k != option}
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": hparams, "pytorch-lightning_version": "2.6.0"},
                tmp_path / "old.ckpt")
     loaded = load_model(tmp_path / "old.ckpt")
-    assert loaded.hparams[option] == trained_with[option] != TrajectoryCVAE().hparams[option]
+    direct = TrajectoryCVAE.load_from_checkpoint(tmp_path / "old.ckpt").eval()
+    assert loaded.hparams[option] == direct.hparams[option] == trained_with[option] != TrajectoryCVAE().hparams[option]
     past = torch.randn(3, 8, 2).cumsum(1)
     torch.manual_seed(1)
     expected = model.sample(past, 4)
-    torch.manual_seed(1)
-    torch.testing.assert_close(loaded.sample(past, 4), expected)
+    for restored in (loaded, direct):
+        torch.manual_seed(1)
+        torch.testing.assert_close(restored.sample(past, 4), expected)
 
 
 def test_a_checkpoint_with_a_retired_option_loads_only_at_the_value_left(tmp_path):
