@@ -79,6 +79,7 @@ def export_onnx(model: TrajectoryCVAE, path: str | Path) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".onnx":
         raise InputError(f"{path}: the exported sampler is an ONNX file; name it *.onnx")
+    model.single_model("the exported sampler")  # one latent's graph: an ensemble is refused here
     agents, samples = torch.export.Dim("agents", min=1), torch.export.Dim("samples", min=1)
     neighbours = torch.export.Dim.AUTO  # its attention guard (1 + N <= 4 + 4N) is true but beyond the solver
     dynamic_shapes = {"past": {0: agents}, "neighbours": {0: agents, 1: neighbours},

@@ -56,7 +56,7 @@ def fit_representatives(model: TrajectoryCVAE, windows: Windows, k: int = 20, st
     if steps < 1 or batch_size < 1 or k < 2:
         raise InputError(f"need k >= 2, steps >= 1 and batch_size >= 1, got k={k}, steps={steps}, "
                          f"batch_size={batch_size}")
-    cvae = model.cvae
+    cvae = model.single_model("learned representatives")
     torch.manual_seed(seed)
     device = next(model.parameters()).device
     with torch.no_grad():

@@ -16,9 +16,10 @@ from torchmetrics import MeanMetric, MetricCollection
 
 from cvae_traj.batch import TrajectoryBatch
 from cvae_traj.diagnostics import COLLAPSE_NATS, latent_diagnostics_from_sums, latent_sums
-from cvae_traj.errors import TrainingDivergedError
+from cvae_traj.errors import InputError, TrainingDivergedError
 from cvae_traj.metrics import constant_velocity, min_ade, min_fde
 from cvae_traj.models.cvae import ConditionalVAE
+from cvae_traj.models.ensemble import EnsembleVAE
 
 log = logging.getLogger(__name__)
 # The networks' names in checkpoints written before they moved into ConditionalVAE (the `cvae.` prefix).
@@ -72,6 +73,11 @@ class TrajectoryCVAE(L.LightningModule):
             latent codes learned to cover where agents go (models.latent.RepresentativeNet), rather than clusters
             of draws. Fitted after training, the rest of the model frozen: `python -m cvae_traj.representatives`
             (None: none; other K are clustered as without).
+        ensemble: train this many members from different starting weights, each on its own ELBO, and forecast
+            with the equal mixture of them (models.ensemble.EnsembleVAE; 1: one model). Members agree where the
+            training scenes held the answer and disagree on a new scene, so the mixture's draws widen there (costs
+            `ensemble` times the training and the same per draw). `python -m cvae_traj.ensemble` builds one from
+            models trained apart.
         kl_anneal_steps: optimiser steps over which the KL weight rises linearly from 0 to beta (0: none).
         variety_weight: weight of a best-of-many term added to the negative ELBO: the smallest average
             displacement (metres) among `variety_samples` decoder means at z ~ p(z|x), reparameterised. It
@@ -105,6 +111,7 @@ class TrajectoryCVAE(L.LightningModule):
         short_history_share: float = 0.5,
         learned_representatives: int | None = None,
         prior_weight_net: bool = True,
+        ensemble: int = 1,
         beta: float = 1.0,
         kl_anneal_steps: int = 2000,
         variety_weight: float = 0.0,
@@ -126,9 +133,15 @@ class TrajectoryCVAE(L.LightningModule):
         if lr_decay_steps is not None and not lr_decay_steps > 0:
             raise ValueError(f"lr_decay_steps must be a positive number of optimiser steps or None, got "
                              f"{lr_decay_steps!r}")
-        self.cvae = ConditionalVAE(obs_len, pred_len, dt, hidden_dim, latent_dim, prior_components, social,
-                                   decoder_min_scale, heading_frame, speed_frame, prior_temperature, min_history,
-                                   learned_representatives, prior_weight_net)
+        if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
+            raise ValueError(f"ensemble must be a whole number of members, at least 1, got {ensemble!r}")
+        if ensemble > 1 and learned_representatives is not None:
+            raise ValueError("learned_representatives live in one model's latent: an ensemble clusters its pooled "
+                             "draws instead (leave learned_representatives unset)")
+        members = [ConditionalVAE(obs_len, pred_len, dt, hidden_dim, latent_dim, prior_components, social,
+                                  decoder_min_scale, heading_frame, speed_frame, prior_temperature, min_history,
+                                  learned_representatives, prior_weight_net) for _ in range(ensemble)]
+        self.cvae = members[0] if ensemble == 1 else EnsembleVAE(members)
         # Means over windows that stay right across processes: each holds a sum and a count, all-reduced
         # at epoch end, so unequal shards are weighted by their windows (not averaged per process).
         names = [f"min_ade_{num_eval_samples}", f"min_fde_{num_eval_samples}", "ml_ade", "ml_fde", "cv_ade", "cv_fde",
@@ -159,11 +172,23 @@ class TrajectoryCVAE(L.LightningModule):
 
     def sample_from_noise(self, batch: TrajectoryBatch, z_noise: Tensor, y_noise: Tensor) -> Tensor:
         """ConditionalVAE.sample_from_noise: the futures that standard normal noise makes."""
-        return self.cvae.sample_from_noise(batch, z_noise, y_noise)
+        return self.single_model("sample_from_noise").sample_from_noise(batch, z_noise, y_noise)
 
     @property
     def noise_dim(self) -> int:
-        return self.cvae.noise_dim
+        return self.single_model("noise_dim").noise_dim
+
+    @property
+    def members(self) -> list[ConditionalVAE]:
+        """The networks trained: the one ConditionalVAE, or an ensemble's members."""
+        return list(self.cvae.members) if isinstance(self.cvae, EnsembleVAE) else [self.cvae]
+
+    def single_model(self, what: str) -> ConditionalVAE:
+        """self.cvae, or InputError naming `what` for an ensemble, whose draws come from several latents."""
+        if isinstance(self.cvae, EnsembleVAE):
+            raise InputError(f"{what} belongs to one model's latent, and this is an ensemble of "
+                             f"{len(self.cvae.members)}: use one member (model.cvae.members[i])")
+        return self.cvae
 
     def kl_weight(self) -> float:
         """beta, ramped up linearly over the first kl_anneal_steps optimiser steps."""
@@ -186,24 +211,25 @@ class TrajectoryCVAE(L.LightningModule):
         return batch.with_history(history)
 
     def on_fit_start(self) -> None:
-        if self.cvae.representative_net is not None:
+        if any(member.representative_net is not None for member in self.members):
             raise ValueError("a model with learned_representatives is not trained further: train it without them, "
                              "then fit them with python -m cvae_traj.representatives")
 
     def training_step(self, batch: TrajectoryBatch, batch_idx: int) -> Tensor:
+        """The negative ELBO (plus the best-of-many term, if weighted) averaged over the batch; an ensemble's
+        members each on their own, the mean of their losses (each member's gradient is its own loss's)."""
         batch = self.shortened(batch)
         variety_weight = self.hparams.variety_weight
-        terms = self.cvae.elbo_terms(batch, variety_samples=self.hparams.variety_samples if variety_weight else 0,
-                                     variety_noise=self.hparams.variety_noise)
-        rec_nll = terms["rec_nll"].mean()
-        kl_per_dim = terms["kl_per_dim"].mean(dim=0)  # (D,)
-        kl_rest = terms["kl_rest"].mean()
-        kl = kl_per_dim.sum() + kl_rest
+        terms = [member.elbo_terms(batch, variety_samples=self.hparams.variety_samples if variety_weight else 0,
+                                   variety_noise=self.hparams.variety_noise) for member in self.members]
+        mean = lambda name: torch.stack([t[name].mean() for t in terms]).mean()  # noqa: E731 - over agents, members
+        rec_nll = mean("rec_nll")
+        kl = torch.stack([t["kl_per_dim"].mean(0).sum() + t["kl_rest"].mean() for t in terms]).mean()
         beta = self.kl_weight()
         loss = rec_nll + beta * kl
         if variety_weight:
-            variety = terms["variety"].mean()
-            variety_fde = terms["variety_fde"].mean()
+            variety = mean("variety")
+            variety_fde = mean("variety_fde")
             loss = loss + variety_weight * (variety + self.hparams.variety_fde_weight * variety_fde)
             self.log_dict({"train/variety": variety, "train/variety_fde": variety_fde}, batch_size=len(batch))
         if not torch.isfinite(loss):

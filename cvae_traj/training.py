@@ -71,6 +71,26 @@ def train(cfg: DictConfig) -> dict:
     return metrics
 
 
+def score(cfg: DictConfig, ckpt: str | Path) -> dict:
+    """The metrics `train` reports for a run, of a checkpoint made without training (an ensemble of runs,
+    cvae_traj.ensemble): validation and test as the trainer logs them, on cfg's data; windows and parameters."""
+    from cvae_traj.forecast import load_model  # forecast imports the system, as training does not need to
+
+    datamodule = instantiate(cfg.data)
+    model = load_model(ckpt)
+    trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    metrics = {"val": trainer.validate(model, datamodule=datamodule, verbose=False)[0],
+               "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+               "windows": {split: len(datamodule.windows(split)) for split in ("train", "val")}, "seed": cfg.seed}
+    if cfg.get("test", True):
+        start = time.perf_counter()
+        metrics["test"] = trainer.test(model, datamodule=datamodule, verbose=False)[0]
+        metrics["test_seconds"] = round(time.perf_counter() - start, 2)
+        metrics["windows"]["test"] = len(datamodule.windows("test"))
+    return metrics
+
+
 def _selected(evaluate) -> dict:
     """The metrics of `evaluate()` (a trainer.validate / test call on the selected checkpoint), without
     Lightning's warning that the detached weight-averaging callback should be given back: detaching it is

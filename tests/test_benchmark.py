@@ -272,3 +272,51 @@ def test_a_copied_record_finds_thecheckpoint_of_the_run_it_was_copied_from(tmp_p
     copy = {"best_checkpoint": "checkpoints/best.ckpt", "copied_from": f"{middle}: kept faithful's training"}
     assert checkpoint_of(cfg, copy, "faithful_speed_clip", "univ", 1) == ckpt
     assert checkpoint_of(cfg, {"best_checkpoint": "checkpoints/best.ckpt"}, "faithful", "univ", 1) is None
+
+
+def test_an_ensemble_is_judged_against_the_single_runs_it_is_made_of():
+    """An ensemble screen of seed 0 made of seeds 0-2 is compared with the mean of those three single runs, not
+    with the single run of its own seed number, nor with runs outside it."""
+    from omegaconf import OmegaConf
+    from scene_shift import choices
+
+    rule = OmegaConf.create({"baseline": "one", "candidate": "one_x3", "min_calibration_gain": 0.02,
+                             "max_kde_nll_loss": 0.1})
+    single = [{"seed": s, "calibration_error": c, "kde_nll": 1.0} for s, c in ((0, 0.10), (1, 0.20), (2, 0.30),
+                                                                                (3, 0.90))]
+    ensemble = [{"seed": 0, "member_seeds": [0, 1, 2], "calibration_error": 0.17, "kde_nll": 1.0}]
+    table = choices(rule, {("eth", "hotel", "one"): single, ("eth", "hotel", "one_x3"): ensemble})
+    assert "| eth | hotel | 0.030 | 0.000 | one_x3 |" in table  # 0.20 - 0.17, where seed 0 alone gives -0.07
+
+
+def test_an_ensemble_row_combines_the_recorded_runs_of_its_members(tmp_path, monkeypatch):
+    from omegaconf import OmegaConf
+    from bench import eth_ucy_runner
+    from cvae_traj import load_model
+    from cvae_traj.ensemble import write_checkpoint
+    from cvae_traj.errors import CvaeTrajError
+
+    cfg = OmegaConf.create({"runs_dir": str(tmp_path / "runs"), "output_dir": str(tmp_path / "results"),
+                            "ensembles": {"one_x2": {"of": "one", "members": 2}}})
+    models = {}
+    for seed, seconds in ((2, 10.0), (3, 30.0)):  # ensemble seed 1 of two members: seeds 2 and 3
+        torch.manual_seed(seed)
+        models[seed] = TrajectoryCVAE(latent_dim=4, hidden_dim=8)
+        write_checkpoint(models[seed], tmp_path / "runs" / "one" / "eth" / f"seed{seed}" / "checkpoints" / "best.ckpt")
+        record = run_record_path(tmp_path / "results", "one", "eth", seed)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"best_checkpoint": "checkpoints/best.ckpt", "train_seconds": seconds}))
+    monkeypatch.setattr(eth_ucy_runner, "score", lambda cfg, ckpt: {"val": {}, "scored": str(ckpt)})
+    run_dir = tmp_path / "runs" / "one_x2" / "eth" / "seed1"
+    metrics = eth_ucy_runner.combine_members(cfg, "one_x2", "eth", 1, None, run_dir)
+    assert metrics["train_seconds"] == 40.0 and metrics["best_checkpoint"] == "checkpoints/best.ckpt"
+    assert metrics["scored"] == str(run_dir / "checkpoints" / "best.ckpt")
+    ensemble = load_model(run_dir / "checkpoints" / "best.ckpt")
+    for member, seed in zip(ensemble.members, (2, 3)):
+        for name, value in models[seed].cvae.state_dict().items():
+            assert torch.equal(member.state_dict()[name], value), name
+    assert variant_overrides(OmegaConf.create({"ensembles": cfg.ensembles, "ablations": {"one": ["a=1"]}}),
+                             "one_x2", "eth") == ["a=1"]
+    with pytest.raises(CvaeTrajError, match=r"one's runs of seeds \[0, 1\]: run variants=\[one\] scenes=\[eth\] "
+                                            r"seeds=\[0, 1\] first"):
+        eth_ucy_runner.combine_members(cfg, "one_x2", "eth", 0, None, tmp_path / "x")

@@ -41,8 +41,10 @@ def collect(cfg: DictConfig) -> dict:
             if rows and len(rows) == len(cfg.scenes) else []
         same_seeds = {scene: summarise_scene([r for r in row["runs"] if r["seed"] in common])
                       for scene, row in rows.items()} if common else {}
-        fold_overrides = (cfg.get("fold_ablations") or {}).get(variant) or {}
-        results["variants"][variant] = {"overrides": list(cfg.ablations[variant]), "scenes": rows,
+        of = ((cfg.get("ensembles") or {}).get(variant) or {}).get("of")  # an ensemble row: its members' row
+        fold_overrides = (cfg.get("fold_ablations") or {}).get(of or variant) or {}
+        results["variants"][variant] = {"overrides": list(cfg.ablations[of or variant]), "scenes": rows,
+                                        **({"ensemble_of": of} if of else {}),
                                         "fold_overrides": {k: list(v) for k, v in fold_overrides.items()},
                                         "complete": complete, "average_seeds": common,
                                         "average": scene_average(same_seeds) if common else None,

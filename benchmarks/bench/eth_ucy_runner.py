@@ -27,13 +27,14 @@ from bench.provenance import git_commit, hardware
 from cvae_traj.baselines import GaussianConstantVelocity
 from cvae_traj.data.eth_ucy import SCENES
 from cvae_traj.data.tracks import read_raw_eth_ucy, validate_tracks
+from cvae_traj.ensemble import combine, write_checkpoint
 from cvae_traj.errors import CvaeTrajError, InputError
 from cvae_traj.evaluation import evaluate_best_of_k, evaluate_likelihood, evaluate_samples
 from cvae_traj.forecast import NewcomerRouter, load_model, predict_futures
 from cvae_traj.io import atomic_path, write_json
 from cvae_traj.metrics import constant_velocity, min_ade, min_fde
 from cvae_traj.plotting import plot_reliability, save_figure
-from cvae_traj.training import train
+from cvae_traj.training import score, train
 
 
 log = logging.getLogger(__name__)
@@ -58,9 +59,13 @@ def run_benchmark(cfg: DictConfig) -> dict:
         run_dir = Path(cfg.runs_dir) / variant / scene / f"seed{seed}"
         overrides = [*cfg.train_overrides, *variant_overrides(cfg, variant, scene), f"data.scene={scene}",
                      f"seed={seed}", f"paths.output_dir={run_dir}", f"paths.data_dir={cfg.data_dir}"]
-        log.info("training %s / %s / seed %d", variant, scene, seed)
         train_cfg = compose(config_name="train", overrides=overrides)
-        metrics = train(train_cfg)
+        if variant in ensembles(cfg):
+            log.info("combining %s / %s / seed %d", variant, scene, seed)
+            metrics = combine_members(cfg, variant, scene, seed, train_cfg, run_dir)
+        else:
+            log.info("training %s / %s / seed %d", variant, scene, seed)
+            metrics = train(train_cfg)
         start = time.perf_counter()
         best = run_dir / metrics["best_checkpoint"]
         metrics["likelihood"] = likelihood_on_test(train_cfg, best, cfg.likelihood, seed)
@@ -100,9 +105,48 @@ def run_benchmark(cfg: DictConfig) -> dict:
     return results
 
 
+def ensembles(cfg: DictConfig) -> DictConfig:
+    """The configured ensemble rows: {variant: {of: the row whose runs are its members, members: how many}}."""
+    return cfg.get("ensembles") or {}
+
+
+def member_seeds(cfg: DictConfig, variant: str, seed: int) -> list[int]:
+    """The seeds of the `of` row's runs that ensemble `variant`'s seed `seed` is made of: none shared between
+    its seeds, so its spread over seeds is that of independent ensembles."""
+    size = ensembles(cfg)[variant].members
+    return list(range(seed * size, (seed + 1) * size))
+
+
+def combine_members(cfg: DictConfig, variant: str, scene: str, seed: int, train_cfg: DictConfig,
+                    run_dir: Path) -> dict:
+    """An ensemble row's run: its members' selected checkpoints (runs of the `of` row, recorded before; each
+    member chosen on validation by its own run) combined into one, written to run_dir, scored as train() scores
+    a run. Training time is the members' total."""
+    base, out_dir = ensembles(cfg)[variant].of, Path(cfg.output_dir)
+    seeds = member_seeds(cfg, variant, seed)
+    records = {s: run_record_path(out_dir, base, scene, s) for s in seeds}
+    missing = [s for s, r in records.items() if not r.is_file()]
+    if missing:
+        raise CvaeTrajError(f"{variant} / {scene} / seed {seed} is made of {base}'s runs of seeds {seeds}: run "
+                            f"variants=[{base}] scenes=[{scene}] seeds={missing} first")
+    members = {s: json.loads(r.read_text()) for s, r in records.items()}
+    ckpts = [checkpoint_of(cfg, members[s], base, scene, s) for s in seeds]
+    if None in ckpts:
+        raise CvaeTrajError(f"{variant} / {scene} / seed {seed}: the checkpoint of {base}'s run of seed "
+                            f"{seeds[ckpts.index(None)]} is gone")
+    best = run_dir / "checkpoints" / "best.ckpt"
+    best.parent.mkdir(parents=True, exist_ok=True)
+    write_checkpoint(combine([load_model(c) for c in ckpts]), best, ckpts)
+    return score(train_cfg, best) | {"best_checkpoint": "checkpoints/best.ckpt", "members": [str(c) for c in ckpts],
+                                     "train_seconds": round(sum(m["train_seconds"] for m in members.values()), 2)}
+
+
 def variant_overrides(cfg: DictConfig, variant: str, scene: str) -> list[str]:
     """A variant's training overrides on one fold: its `ablations` entry, then its `fold_ablations` entry for
-    that fold, if any (a piece chosen per fold on validation, as benchmarks/scene_shift.py does)."""
+    that fold, if any (a piece chosen per fold on validation, as benchmarks/scene_shift.py does). An ensemble
+    row's are those of the row its members come from."""
+    if variant in ensembles(cfg):
+        return variant_overrides(cfg, ensembles(cfg)[variant].of, scene)
     per_fold = cfg.get("fold_ablations") or {}
     return [*cfg.ablations[variant], *(per_fold.get(variant) or {}).get(scene, [])]
 
