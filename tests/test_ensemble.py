@@ -134,7 +134,7 @@ def test_a_combined_checkpoint_loads_and_predicts_as_the_combination(synthetic_r
     expected = ensemble.sample(batch, 10)
     torch.manual_seed(0)
     assert torch.equal(loaded.sample(batch, 10), expected)
-    # Each agent's draws are its members' draws: every future is one of a member's with the same noise.
+    # predict_futures takes the loaded ensemble as any model: K futures per agent, each weighted 1/K.
     tracks = pd.DataFrame({"frame": np.repeat(np.arange(8), 2), "agent_id": np.tile([1, 2], 8),
                            "x": np.repeat(np.arange(8) * 0.5, 2), "y": np.tile([0.0, 3.0], 8)})
     out = predict_futures(loaded, tracks, num_samples=6)
