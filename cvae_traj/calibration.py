@@ -13,25 +13,38 @@ each mode keeps its odds.
 sampled final positions are best calibrated (the mean |coverage - level| over the highest-density regions of
 levels 0.1 ... 0.9, as evaluation.evaluate_samples scores them). The windows must be disjoint from those the
 result is then judged on: calibrate on an earlier stretch of a recording, judge on a later one.
+
+Online, while forecasting: `OnlineTemperature` keeps adjusting the factor from the forecaster's own past
+forecasts whose futures have since been observed. For each of them it takes the highest-density level at which
+the truth entered the region of its draws (metrics.hdr_level: uniform on [0, 1] for calibrated draws, near 1
+for too narrow ones) and moves the log of the factor by `rate` times the mean level less 0.5. Only what has
+happened by the time of a forecast reaches it: `evaluate_online` replays recordings so, forecasting each window
+at its last observed step with the factor of that moment and handing its level over 12 steps later, when its
+future is complete.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterator
 
 import hydra
 import numpy as np
 import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
+from torch import Tensor
 
+from cvae_traj.baselines import CALIBRATION_LEVELS
 from cvae_traj.cli import KNOWN_FUTURES_OPTIONS, checkpoint_output, known_windows, run_or_exit
 from cvae_traj.data.windows import Windows
 from cvae_traj.errors import CheckpointError, InputError
 from cvae_traj.evaluation import evaluate_samples
 from cvae_traj.forecast import load_model
 from cvae_traj.io import atomic_path
+from cvae_traj.metrics import hdr_coverage, hdr_level, kde_nll, min_ade, min_fde
 from cvae_traj.system import TrajectoryCVAE
 
 log = logging.getLogger(__name__)
@@ -81,6 +94,104 @@ def fit_prior_temperature(model: TrajectoryCVAE, windows: Windows, temperatures:
     finally:
         model.cvae.prior_temperature = before
     return TemperatureFit(min(errors, key=errors.get), errors, len(rows))
+
+
+@dataclass
+class OnlineTemperature:
+    """A spread factor kept calibrated while forecasting (module docstring): `observe` the highest-density levels
+    of the truths of forecasts now complete; `temperature` is the factor for the next forecasts. It multiplies
+    the spread as trained (a model's prior_temperature, the naive baseline's factor) and starts at 1."""
+
+    rate: float = 0.1
+    temperature: float = 1.0
+    bounds: tuple[float, float] = (0.25, 8.0)
+    observed: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        if not self.rate >= 0:
+            raise InputError(f"the online calibration's rate must be at least 0, got {self.rate!r}")
+        low, high = self.bounds
+        if not 0 < low <= self.temperature <= high:
+            raise InputError(f"the online calibration's temperature {self.temperature!r} must lie within its bounds "
+                             f"{self.bounds!r}, which must be positive")
+
+    def observe(self, levels) -> float:
+        """Move the factor by the levels (each in [0, 1]) of the forecasts completed at one step; -> the factor."""
+        levels = np.asarray(levels, dtype=np.float64).reshape(-1)
+        if len(levels):
+            if np.isnan(levels).any() or levels.min() < 0 or levels.max() > 1:
+                raise InputError("highest-density levels must lie in [0, 1]")
+            step = math.log(self.temperature) + self.rate * (levels.mean() - 0.5)
+            self.temperature = float(np.clip(math.exp(step), *self.bounds))
+            self.observed += len(levels)
+        return self.temperature
+
+
+def online_forecasts(sampler_at: Callable[[float], object], windows: Windows, tracker: OnlineTemperature,
+                     num_samples: int, levels_from: int) -> Iterator[tuple[np.ndarray, float, Tensor]]:
+    """Replay one recording's windows in time: at each step, first hand `tracker` the levels (from the first
+    `levels_from` draws' final positions) of the forecasts whose last future step it is, then forecast the windows
+    whose last observed step it is with `sampler_at(tracker.temperature)`. Yields (rows, factor, draws (B, K, T, 2))
+    per step; the truths of windows not yet complete reach nothing but the caller."""
+    pending: dict[int, list[np.ndarray]] = {}  # the step each forecast's future ends -> its levels
+    for step in np.unique(windows.last_step):
+        for done in sorted(s for s in pending if s <= step):
+            tracker.observe(np.concatenate(pending.pop(done)))
+        rows = np.flatnonzero(windows.last_step == step)
+        factor = tracker.temperature
+        batch = windows.batch(rows)
+        samples = sampler_at(factor).sample(batch, num_samples)
+        pending.setdefault(int(step) + windows.pred_len, []).append(
+            hdr_level(samples[:, :levels_from, -1], batch.future[:, -1]).numpy())
+        yield rows, factor, samples
+
+
+@torch.no_grad()
+def evaluate_online(sampler_at: Callable[[float], object], recordings: list[Windows], tracker: OnlineTemperature,
+                    num_samples: int = 20, passes: int = 5, kde_samples: int = 2000, calibration_samples: int = 500,
+                    calibration_levels: tuple[float, ...] = CALIBRATION_LEVELS, seed: int = 0) -> dict[str, float]:
+    """Forecast each recording as online_forecasts replays it, with a copy of `tracker` started afresh on each
+    (as at a new site), and score as evaluation.evaluate_samples does, from one set of max(kde_samples,
+    calibration_samples, passes * num_samples) draws per window: KDE NLL of the first kde_samples (0: skipped),
+    calibration of the first calibration_samples' final positions (at least 2; the levels the tracker learns from
+    are theirs), and best of `num_samples` over `passes` disjoint sets (mean, and std over passes). Also the
+    factor each window was forecast with, averaged, and the factor each recording ended with, averaged."""
+    if calibration_samples < 2:
+        raise InputError("online calibration needs at least 2 draws per window for the levels of its truths")
+    draws = max(kde_samples, calibration_samples, passes * num_samples)
+    torch.manual_seed(seed)
+    sums: dict[str, float] = {}
+    best = np.zeros((passes, 2))
+    count, finals = 0, []
+    for windows in recordings:
+        fresh = OnlineTemperature(tracker.rate, tracker.temperature, tracker.bounds)
+        for rows, factor, samples in online_forecasts(sampler_at, windows, fresh, draws, calibration_samples):
+            future = torch.from_numpy(windows.subset(rows).future)
+            values = {"temperature": torch.full((len(rows),), factor)}
+            if kde_samples:
+                values["kde_nll"] = kde_nll(samples[:, :kde_samples], future)
+            inside = hdr_coverage(samples[:, :calibration_samples, -1], future[:, -1], calibration_levels)
+            values.update({f"coverage_{round(100 * a)}": inside[:, i].float()
+                           for i, a in enumerate(calibration_levels)})
+            for name, value in values.items():
+                sums[name] = sums.get(name, 0.0) + value.sum().item()
+            for p in range(passes):
+                drawn = samples[:, p * num_samples:(p + 1) * num_samples]
+                best[p] += (min_ade(drawn, future).sum().item(), min_fde(drawn, future).sum().item())
+            count += len(rows)
+        finals.append(fresh.temperature)
+    if count == 0:
+        raise InputError("no windows to forecast")
+    metrics = {name: total / count for name, total in sums.items()}
+    metrics["calibration_error"] = float(np.mean([abs(metrics[f"coverage_{round(100 * a)}"] - a)
+                                                  for a in calibration_levels]))
+    best /= count
+    k = num_samples
+    metrics.update({f"min_ade_{k}": float(best[:, 0].mean()), f"min_fde_{k}": float(best[:, 1].mean()),
+                    f"min_ade_{k}_std": float(best[:, 0].std()), f"min_fde_{k}_std": float(best[:, 1].std()),
+                    "final_temperature": float(np.mean(finals)), "windows": count, "passes": passes,
+                    "kde_samples": kde_samples, "calibration_samples": calibration_samples, "rate": tracker.rate})
+    return metrics
 
 
 def write_calibrated_checkpoint(source: str | Path, temperature: float, output: str | Path) -> Path:

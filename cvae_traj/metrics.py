@@ -65,3 +65,13 @@ def hdr_coverage(samples: Tensor, target: Tensor, levels: tuple[float, ...] = (0
     target_density = _kde_log_density(points, target.double().unsqueeze(1)).squeeze(-1)  # (B,)
     thresholds = torch.quantile(sample_density, 1 - torch.tensor(levels, dtype=points.dtype), dim=-1).T  # (B, L)
     return target_density.unsqueeze(-1) >= thresholds
+
+
+def hdr_level(samples: Tensor, target: Tensor) -> Tensor:
+    """The smallest highest-density level whose region holds each target: the share of the samples denser than
+    it (B,), from samples (B, K, 2) and target (B, 2) as in hdr_coverage. A calibrated model's levels are
+    uniform on [0, 1]; levels near 1 say its draws are too narrow, near 0 too wide."""
+    points = samples.double()
+    sample_density = _kde_log_density(points, points)  # (B, K)
+    target_density = _kde_log_density(points, target.double().unsqueeze(1))  # (B, 1)
+    return (sample_density > target_density).double().mean(dim=-1).to(samples.dtype)

@@ -11,13 +11,14 @@ import torch
 from omegaconf import OmegaConf
 
 from cvae_traj import TrajectoryBatch, TrajectoryCVAE
-from cvae_traj.calibration import TEMPERATURES, calibrate, fit_prior_temperature
+from cvae_traj.calibration import (TEMPERATURES, OnlineTemperature, calibrate, evaluate_online, fit_prior_temperature,
+                                   online_forecasts)
 from cvae_traj.data.synthetic import junction_tracks
 from cvae_traj.data.tracks import validate_tracks
 from cvae_traj.data.windows import make_windows
 from cvae_traj.errors import InputError
 from cvae_traj.forecast import load_model, predict, predict_futures
-from cvae_traj.metrics import constant_velocity
+from cvae_traj.metrics import constant_velocity, hdr_coverage, hdr_level
 from cvae_traj.models.latent import PriorNet, temper
 from conftest import ROOT, compose_config
 
@@ -161,3 +162,68 @@ def test_predict_takes_a_temperature_and_refuses_a_bad_one(synthetic_run, tmp_pa
     with pytest.raises(InputError, match="prior_temperature must be a positive number"):
         predict(cfg(prior_temperature=-1, output=tmp_path / "bad.csv"))
     assert not (tmp_path / "bad.csv").exists()
+
+
+def test_the_level_of_a_truth_is_uniform_for_draws_of_its_own_distribution_and_high_for_too_narrow_ones():
+    torch.manual_seed(0)
+    samples, truth = torch.randn(1500, 200, 2), torch.randn(1500, 2)
+    levels = hdr_level(samples, truth)
+    # Uniform up to the KDE's own bias at 200 draws (each draw's density counts its own kernel): about 0.03.
+    assert abs(levels.mean().item() - 0.5) < 0.04
+    assert np.allclose(np.quantile(levels.numpy(), [0.1, 0.5, 0.9]), [0.1, 0.5, 0.9], atol=0.05)
+    # level <= a is the region of level a holding the truth, as hdr_coverage counts it.
+    inside = hdr_coverage(samples, truth, (0.3, 0.7))
+    assert ((levels[:, None] <= torch.tensor([0.3, 0.7])) == inside).float().mean() > 0.99
+    assert hdr_level(samples, 3 * truth).mean() > 0.8  # truths spread 3x wider than the draws
+
+
+def test_the_online_factor_widens_on_truths_outside_narrows_on_truths_inside_and_stays_in_bounds():
+    tracker = OnlineTemperature(rate=0.2)
+    assert tracker.observe([0.5, 0.4, 0.6]) == 1.0 and tracker.observe([]) == 1.0
+    assert tracker.observe(np.ones(5)) == pytest.approx(np.exp(0.1))
+    for _ in range(100):
+        tracker.observe([1.0])
+    assert tracker.temperature == 8.0 and tracker.observed == 108
+    for _ in range(200):
+        tracker.observe([0.0])
+    assert tracker.temperature == 0.25
+    for bad in ([np.nan], [1.5], [-0.1]):
+        with pytest.raises(InputError, match=r"levels must lie in \[0, 1\]"):
+            tracker.observe(bad)
+    with pytest.raises(InputError, match="rate must be at least 0"):
+        OnlineTemperature(rate=-1)
+    with pytest.raises(InputError, match="within its bounds"):
+        OnlineTemperature(temperature=10.0)
+
+
+def spread_at(sampler):
+    def at(factor):
+        sampler.cvae.prior_temperature = factor
+        return sampler
+    return at
+
+
+def test_online_calibration_finds_the_width_the_futures_have_from_completed_forecasts_only():
+    windows = make_windows(validate_tracks(straight_walkers(400, sigma=0.6)), 8, 12)
+    sampler = SpreadSampler(sigma=0.3, pred_len=12)  # half the width of the futures
+    frozen = evaluate_online(spread_at(sampler), [windows], OnlineTemperature(rate=0), kde_samples=0,
+                             calibration_samples=200)
+    online = evaluate_online(spread_at(sampler), [windows, windows], OnlineTemperature(rate=0.2), kde_samples=0,
+                             calibration_samples=200)
+    assert frozen["temperature"] == 1.0 and frozen["calibration_error"] > 0.2
+    assert online["final_temperature"] == pytest.approx(2.0, rel=0.2)  # each recording afresh, each gets there
+    assert online["calibration_error"] < 0.06 and online["windows"] == 800
+
+    # A window's truth reaches the factor only once its last future step has happened: changing the futures of
+    # agent 200 leaves every factor before its end as it was, and changes later ones.
+    changed = validate_tracks(straight_walkers(400, sigma=0.6).assign(
+        x=lambda t: np.where((t.agent_id == 200) & (t.frame % 200 >= 80), t.x + 50, t.x)))
+    factors = []
+    for table in (validate_tracks(straight_walkers(400, sigma=0.6)), changed):
+        torch.manual_seed(0)
+        replay = online_forecasts(spread_at(sampler), make_windows(table, 8, 12), OnlineTemperature(rate=0.2), 50, 50)
+        factors.append(np.array([factor for _, factor, _ in replay]))
+    end = 200 * 20 + 19  # agent 200's last future step
+    last_steps = np.unique(windows.last_step)
+    assert np.array_equal(factors[0][last_steps <= end], factors[1][last_steps <= end])
+    assert not np.allclose(factors[0][last_steps > end], factors[1][last_steps > end])
