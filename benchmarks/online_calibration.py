@@ -2,7 +2,7 @@
 
     python benchmarks/online_calibration.py stage=screen      # unseen-scene validation: which rate
     python benchmarks/online_calibration.py stage=test rate=R # ETH/UCY test, the benchmark's runs of `variant`
-    python benchmarks/online_calibration.py report_only=true  # the tables from benchmarks/results/online_calibration.json
+    python benchmarks/online_calibration.py report_only=true  # the tables, from benchmarks/results/
 
 cvae_traj.calibration.OnlineTemperature replays each recording in time: every window is forecast at its last
 observed step with the spread factor of that moment, and its truth's highest-density level is handed to the
@@ -66,20 +66,25 @@ def recordings(data: EthUcyDataModule, split: str, keep: int | None, seed: int) 
     return [p.subset(np.sort(rng.permutation(len(p))[:round(len(p) * keep / total)])) for p in parts]
 
 
-def model_at(model):
-    base = model.cvae.prior_temperature
-
-    def at(factor: float):
-        model.cvae.prior_temperature = base * factor
-        return model
-    return at
-
-
 def scored(sampler_at, parts, rate: float, seed: int) -> dict:
     start = time.perf_counter()
     s = evaluate_online(sampler_at, parts, OnlineTemperature(rate), kde_samples=cfg.kde_samples,
                         calibration_samples=cfg.calibration_samples, passes=cfg.passes, seed=seed)
     return {**{k: s[k] for k in KEYS}, "seconds": round(time.perf_counter() - start, 1)}
+
+
+def model_scored(model, parts, rate: float, seed: int) -> dict:
+    """scored for a model, its prior_temperature times each factor, and given back as trained afterwards (a run
+    that started where the last one ended would start from that run's factor)."""
+    base = model.cvae.prior_temperature
+
+    def at(factor: float):
+        model.cvae.prior_temperature = base * factor
+        return model
+    try:
+        return scored(at, parts, rate, seed)
+    finally:
+        model.cvae.prior_temperature = base
 
 
 def put(results: dict, part: str, run: dict, key: tuple) -> None:
@@ -97,12 +102,14 @@ if not cfg.report_only and cfg.stage == "screen":
                 sys.exit(f"{ckpt}: missing; train it with benchmarks/scene_shift.py")
             model, parts = load_model(ckpt), recordings(data, "val", cfg.screen_windows, seed)
             for rate in cfg.rates:
-                run = {"fold": fold, "scene": scene, "model": variant, "seed": seed, "rate": rate, "checkpoint": str(ckpt),
-                       "commit": git_commit(), "hardware": hardware(1), **scored(model_at(model), parts, rate, seed)}
+                run = {"fold": fold, "scene": scene, "model": variant, "seed": seed, "rate": rate,
+                       "checkpoint": str(ckpt), "commit": git_commit(), "hardware": hardware(1),
+                       **model_scored(model, parts, rate, seed)}
                 put(results, "screen", run, (scene, seed, rate, variant, fold))
                 print(f"{fold} fold on {scene}, {variant} seed {seed}, rate {rate}: calibration "
-                      f"{run['calibration_error']:.3f}, KDE NLL {run['kde_nll']:.2f}, minADE/FDE {run['min_ade_20']:.3f} / "
-                      f"{run['min_fde_20']:.3f}, mean factor {run['temperature']:.2f} ({run['seconds']} s)", flush=True)
+                      f"{run['calibration_error']:.3f}, KDE NLL {run['kde_nll']:.2f}, minADE/FDE "
+                      f"{run['min_ade_20']:.3f} / {run['min_fde_20']:.3f}, mean factor {run['temperature']:.2f} "
+                      f"({run['seconds']} s)", flush=True)
                 write_json(results, cfg.output)
 elif not cfg.report_only:
     if cfg.rate is None:
@@ -125,7 +132,7 @@ elif not cfg.report_only:
             for rate in (0, cfg.rate):
                 run = {"fold": scene, "scene": scene, "model": cfg.variant, "seed": seed, "rate": rate,
                        "checkpoint": str(ckpt), "commit": git_commit(), "hardware": hardware(1),
-                       **scored(model_at(model), parts, rate, seed)}
+                       **model_scored(model, parts, rate, seed)}
                 put(results, "test", run, (scene, seed, rate, cfg.variant, scene))
                 print(f"{scene} {cfg.variant} seed {seed}, rate {rate}: calibration {run['calibration_error']:.3f}, "
                       f"KDE NLL {run['kde_nll']:.2f}, minADE/FDE {run['min_ade_20']:.3f} / {run['min_fde_20']:.3f}, "
@@ -170,6 +177,6 @@ if tests:
             for rate in sorted({r["rate"] for r in tests if r["scene"] == scene and r["model"] == name}):
                 runs = [r for r in tests if (r["scene"], r["model"], r["rate"]) == (scene, name, rate)]
                 spread = np.std([r["calibration_error"] for r in runs])
-                print(f"| {scene} | {name} | {rate} | {len(runs)} | {mean(runs, 'calibration_error'):.3f} ± {spread:.3f} | "
-                      f"{mean(runs, 'kde_nll'):.2f} | {mean(runs, 'min_ade_20'):.3f} / {mean(runs, 'min_fde_20'):.3f} | "
-                      f"{mean(runs, 'temperature'):.2f} |")
+                print(f"| {scene} | {name} | {rate} | {len(runs)} | {mean(runs, 'calibration_error'):.3f} ± "
+                      f"{spread:.3f} | {mean(runs, 'kde_nll'):.2f} | {mean(runs, 'min_ade_20'):.3f} / "
+                      f"{mean(runs, 'min_fde_20'):.3f} | {mean(runs, 'temperature'):.2f} |")

@@ -18,7 +18,16 @@ on; after a longer gap its track starts afresh (it is forecast again once it has
 positions are the forecaster's guess, not observations: `bridged` counts them.
 
 For a stream without gaps, each frame's futures equal `predict_futures` on the table of all frames so far, for
-the same torch seed (tested). Bad rows (a missing column, a non-numeric, NaN or infinite position, an agent twice
+the same torch seed (tested).
+
+Calibrating as it goes: with `calibration=OnlineTemperature(rate)` the forecaster widens or narrows its draws at a
+site whose walkers its model did not train on (calibration.OnlineTemperature). Each agent forecast at step s
+and present again at step s + T_pred tells it the highest-density level at which the agent's position entered
+the region of its draws' final positions (metrics.hdr_level, exchangeable: unbiased from 20 draws); the factor
+that moves multiplies the model's prior_temperature for the next forecasts, and the model is given back as it
+was after each. Only positions already seen reach it.
+
+Bad rows (a missing column, a non-numeric, NaN or infinite position, an agent twice
 in one frame, a frame off the grid or not after the last) raise InputError naming the frame and the agent, and
 leave the forecaster as it was before the call.
 """
@@ -30,11 +39,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cvae_traj.calibration import OnlineTemperature
 from cvae_traj.data.current import FrameAgents, trailing_run
 from cvae_traj.data.tracks import TrackTable, _checked_columns, _column_names, _id, _num
 from cvae_traj.errors import InputError
 from cvae_traj.forecast import NewcomerRouter, check_min_history, sample_batches
 from cvae_traj.io import FUTURE_COLUMNS
+from cvae_traj.metrics import hdr_level
 from cvae_traj.system import TrajectoryCVAE
 
 # A ring entry that holds no step: below any step a window can reach back to (steps count from 0 at the first frame).
@@ -61,12 +72,15 @@ class LiveForecaster:
             futures either way, to float rounding.
         newcomer_model: a model trained with model.min_history, for the agents seen fewer than T_obs steps; those
             seen T_obs steps keep `model`'s futures (forecast.NewcomerRouter).
+        calibration: an OnlineTemperature to keep the draws calibrated on this stream (module docstring; faithful
+            draws from the torch runtime only). It keeps its factor across reset(), as the site is the same.
     """
 
     def __init__(self, model: TrajectoryCVAE, num_samples: int = 20, cluster_from: int | None = None,
                  frame_step: float = 1.0, max_gap: int = 2, columns: Mapping[str, str] | None = None,
                  batch_size: int = 1024, neighbour_budget: int = 2**16, min_history: int | None = None,
-                 runtime: str = "torch", newcomer_model: TrajectoryCVAE | None = None) -> None:
+                 runtime: str = "torch", newcomer_model: TrajectoryCVAE | None = None,
+                 calibration: OnlineTemperature | None = None) -> None:
         self.model = model.eval()
         if runtime not in ("torch", "onnxruntime"):
             raise InputError(f"runtime must be 'torch' or 'onnxruntime', got {runtime!r}")
@@ -80,6 +94,11 @@ class LiveForecaster:
         if cluster_from is not None and cluster_from < num_samples:
             raise InputError(f"cluster_from ({cluster_from}) must be at least num_samples ({num_samples})")
         self.num_samples, self.cluster_from, self.frame_step, self.max_gap = num_samples, cluster_from, frame_step, max_gap
+        if calibration is not None and (cluster_from is not None or runtime != "torch" or num_samples < 2):
+            raise InputError("online calibration needs faithful draws from the torch runtime, at least 2 per agent "
+                             "(no cluster_from)")
+        self.calibration = calibration
+        self._models = [self.model] + ([] if newcomer_model is None else [newcomer_model])
         self.names = _column_names(columns, "live rows")
         self.batch_size, self.neighbour_budget = batch_size, neighbour_budget
         self.sampler = router
@@ -101,6 +120,7 @@ class LiveForecaster:
         self._pos = np.zeros((0, length, 2), dtype=np.float32)  # ring: step s at index s % obs_len
         self._at = np.zeros((0, length), dtype=np.int64)  # the step each ring entry holds (_NONE: none)
         self._seen = np.zeros(0, dtype=np.int64)  # last step the agent was present
+        self._open: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # step a forecast ends -> (ids, finals (A, K, 2))
 
     @property
     def agents(self) -> list:
@@ -115,7 +135,36 @@ class LiveForecaster:
         if self.frame0 is None:
             self.frame0 = float(frame)
         self._advance(step, ids, xy)
-        return self._forecast(step, ids)
+        if self.calibration is None:
+            return self._forecast(step, ids)
+        self._check_forecasts(step, ids, xy)
+        base = [m.cvae.prior_temperature for m in self._models]
+        try:
+            for m, t in zip(self._models, base):
+                m.cvae.prior_temperature = t * self.calibration.temperature
+            futures = self._forecast(step, ids)
+        finally:
+            for m, t in zip(self._models, base):
+                m.cvae.prior_temperature = t
+        finals = futures[futures["step"] == self.pred_len]
+        if len(finals):
+            self._open[step + self.pred_len] = (finals["agent_id"].to_numpy()[::self.num_samples],
+                                                finals[["x", "y"]].to_numpy().reshape(-1, self.num_samples, 2))
+        return futures
+
+    def _check_forecasts(self, step: int, ids: np.ndarray, xy: np.ndarray) -> None:
+        """Hand the calibration the levels of the forecasts that end at this step, for the agents present in it;
+        forecasts that ended at a step without a frame are dropped unchecked."""
+        for done in [s for s in self._open if s <= step]:
+            forecast_ids, finals = self._open.pop(done)
+            if done < step or not len(ids):
+                continue
+            where = pd.Index(ids).get_indexer(forecast_ids)
+            seen = where >= 0
+            if seen.any():
+                truth = torch.from_numpy(xy[where[seen]].astype(finals.dtype))
+                levels = hdr_level(torch.from_numpy(finals[seen]), truth, exchangeable=True)
+                self.calibration.observe(levels.numpy())
 
     def _step_of(self, frame: float) -> int:
         try:
@@ -217,12 +266,13 @@ class LiveForecaster:
 
 def replay(model: TrajectoryCVAE, table: TrackTable, num_samples: int = 20, cluster_from: int | None = None,
            max_gap: int = 2, min_history: int | None = None,
-           newcomer_model: TrajectoryCVAE | None = None) -> Iterator[tuple[int, pd.DataFrame]]:
+           newcomer_model: TrajectoryCVAE | None = None,
+           calibration: OnlineTemperature | None = None) -> Iterator[tuple[int, pd.DataFrame]]:
     """A recorded table fed to a LiveForecaster step by step, as if live: (step, futures) for every grid step
     from the first at which an agent is forecast to the table's last (futures empty where no one is). Seed
     with torch.manual_seed for repeatable futures."""
     live = LiveForecaster(model, num_samples, cluster_from, frame_step=table.frame_step, max_gap=max_gap,
-                          min_history=min_history, newcomer_model=newcomer_model)
+                          min_history=min_history, newcomer_model=newcomer_model, calibration=calibration)
     order = np.argsort(table.step, kind="stable")
     steps, ids, xy = table.step[order], table.agent_ids[table.agent[order]], table.xy[order]
     bounds = np.searchsorted(steps, np.arange(steps.min(), steps.max() + 2))

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from cvae_traj import LiveForecaster, TrajectoryCVAE, predict_futures
+from cvae_traj import LiveForecaster, OnlineTemperature, TrajectoryCVAE, predict_futures
 from cvae_traj.data.synthetic import junction_tracks
 from cvae_traj.errors import InputError
 
@@ -135,3 +135,35 @@ def test_onnxruntime_draws_the_futures_torch_draws():
     assert forecast > 20
     with pytest.raises(InputError, match="runtime must be 'torch' or 'onnxruntime'"):
         LiveForecaster(model, runtime="tensorflow")
+
+
+def test_online_calibration_widens_the_draws_on_walkers_wider_than_trained_and_leaves_the_model_as_it_was(
+        synthetic_run):
+    model = synthetic_run[0]
+    clean = junction_tracks(60, seed=5)
+    rng = np.random.default_rng(0)
+    wide = clean.sort_values(["agent_id", "frame"]).copy()
+    for col in ("x", "y"):  # a random walk of 0.15 m a step along each agent's track
+        wide[col] += pd.Series(rng.normal(0, 0.15, len(wide)), index=wide.index).groupby(wide["agent_id"]).cumsum()
+    factors = {}
+    for name, tracks in (("clean", clean), ("wide", wide)):
+        tracker = OnlineTemperature(rate=0.2)
+        live = LiveForecaster(model, num_samples=20, calibration=tracker)
+        torch.manual_seed(0)
+        for frame, rows in stream(tracks):
+            live.update(frame, rows)
+            assert model.cvae.prior_temperature == 1.0  # given back after each forecast
+        assert tracker.observed > 200, tracker
+        factors[name] = tracker.temperature
+    assert factors["wide"] > 1.5 and factors["wide"] > 1.5 * factors["clean"], factors
+
+    # At rate 0 the factor stays 1 and the futures are those of a forecaster without calibration.
+    plain, still = LiveForecaster(model, num_samples=5), LiveForecaster(model, num_samples=5,
+                                                                      calibration=OnlineTemperature(rate=0))
+    for frame, rows in list(stream(clean))[:40]:
+        torch.manual_seed(int(frame))
+        expected = plain.update(frame, rows)
+        torch.manual_seed(int(frame))
+        pd.testing.assert_frame_equal(still.update(frame, rows), expected)
+    with pytest.raises(InputError, match="online calibration needs faithful draws"):
+        LiveForecaster(model, num_samples=5, cluster_from=20, calibration=OnlineTemperature())
