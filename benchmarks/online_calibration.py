@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.eth_ucy_runner import checkpoint_of
+from bench.eth_ucy_runner import recorded_checkpoint
 from bench.options import options
 from bench.provenance import git_commit, hardware
 from cvae_traj.baselines import GaussianConstantVelocity
@@ -140,10 +140,7 @@ elif not cfg.report_only:
             put(results, "test", run)
             print(run_line(run), flush=True)
         for seed in cfg.seeds:
-            record_path = Path(cfg.records) / cfg.variant / scene / f"seed{seed}.json"
-            ckpt = checkpoint_of(cfg, json.loads(record_path.read_text()), cfg.variant, scene, seed)
-            if ckpt is None:
-                sys.exit(f"{record_path}: its checkpoint is gone")
+            ckpt = recorded_checkpoint(cfg, cfg.variant, scene, seed)
             model = load_model(ckpt)
             for rate, floor in chosen:
                 run = {"fold": scene, "scene": scene, "model": cfg.variant, "seed": seed, "rate": rate, "floor": floor,

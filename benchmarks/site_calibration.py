@@ -14,14 +14,13 @@ found through their records in benchmarks/results/runs/<variant>/. Runs are adde
 of the same scene and seed, and the table covers every run there.
 """
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from bench.eth_ucy_runner import checkpoint_of
+from bench.eth_ucy_runner import recorded_checkpoint
 from bench.options import options
 from bench.provenance import git_commit, hardware
 from cvae_traj.baselines import GaussianConstantVelocity
@@ -70,10 +69,7 @@ for scene in [] if cfg.report_only else cfg.scenes:
     naive_scores = {"as_fitted": scores(naive, eval_part, rows, 0), "site": scores(naive_site, eval_part, rows, 0),
                     "factor": naive.factor, "site_factor": naive_site.factor}
     for seed in cfg.seeds:
-        record_path = Path(cfg.records) / cfg.variant / scene / f"seed{seed}.json"
-        ckpt = checkpoint_of(cfg, json.loads(record_path.read_text()), cfg.variant, scene, seed)
-        if ckpt is None:
-            sys.exit(f"{record_path}: its checkpoint is gone")
+        ckpt = recorded_checkpoint(cfg, cfg.variant, scene, seed)
         model = load_model(ckpt)
         start = time.perf_counter()
         fit = fit_prior_temperature(model, fit_part, samples=cfg.calibration_samples, max_windows=cfg.fit_windows,

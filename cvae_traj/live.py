@@ -20,12 +20,12 @@ positions are the forecaster's guess, not observations: `bridged` counts them.
 For a stream without gaps, each frame's futures equal `predict_futures` on the table of all frames so far, for
 the same torch seed (tested).
 
-Calibrating as it goes: with `calibration=OnlineTemperature(rate)` the forecaster widens or narrows its draws at a
-site whose walkers its model did not train on (calibration.OnlineTemperature). Each agent forecast at step s
-and present again at step s + T_pred tells it the highest-density level at which the agent's position entered
-the region of its draws' final positions (metrics.hdr_level, exchangeable: unbiased from 20 draws); the factor
-that moves multiplies the model's prior_temperature for the next forecasts, and the model is given back as it
-was after each. Only positions already seen reach it.
+Calibrating as it goes: with `calibration=OnlineTemperature()` the forecaster widens its draws at a site whose
+walkers its model did not train on (calibration.OnlineTemperature; with a floor below 1 in its bounds it narrows
+them too). Each agent forecast at step s and present again at step s + T_pred tells it the highest-density level
+at which the agent's position entered the region of its draws' final positions (metrics.hdr_level, scored
+exchangeably: unbiased from 20 draws); the factor that moves multiplies the model's prior_temperature for the next
+forecasts, and the model is given back as it was after each. Only positions already seen reach it.
 
 Bad rows (a missing column, a non-numeric, NaN or infinite position, an agent twice
 in one frame, a frame off the grid or not after the last) raise InputError naming the frame and the agent, and

@@ -183,7 +183,7 @@ def test_the_level_of_a_truth_is_uniform_for_draws_of_its_own_distribution_and_h
 
 
 def test_the_online_factor_widens_on_truths_outside_narrows_on_truths_inside_and_stays_in_bounds():
-    tracker = OnlineTemperature(rate=0.2)
+    tracker = OnlineTemperature(rate=0.2, bounds=(0.25, 8.0))
     assert tracker.observe([0.5, 0.4, 0.6]) == 1.0 and tracker.observe([]) == 1.0
     assert tracker.observe(np.ones(5)) == pytest.approx(np.exp(0.1))
     for _ in range(100):
@@ -199,6 +199,8 @@ def test_the_online_factor_widens_on_truths_outside_narrows_on_truths_inside_and
         OnlineTemperature(rate=-1)
     with pytest.raises(InputError, match="within its bounds"):
         OnlineTemperature(temperature=10.0)
+    floored = OnlineTemperature()  # by default never narrower than the model as trained
+    assert floored.observe(np.zeros(3)) == 1.0 and floored.observe(np.ones(3)) > 1.0
 
 
 def spread_at(sampler):

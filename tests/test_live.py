@@ -147,7 +147,7 @@ def test_online_calibration_widens_the_draws_on_walkers_wider_than_trained_and_l
         wide[col] += pd.Series(rng.normal(0, 0.15, len(wide)), index=wide.index).groupby(wide["agent_id"]).cumsum()
     factors = {}
     for name, tracks in (("clean", clean), ("wide", wide)):
-        tracker = OnlineTemperature(rate=0.2)
+        tracker = OnlineTemperature(rate=0.2, bounds=(0.25, 8.0))
         live = LiveForecaster(model, num_samples=20, calibration=tracker)
         torch.manual_seed(0)
         for frame, rows in stream(tracks):

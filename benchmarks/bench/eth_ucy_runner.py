@@ -308,6 +308,16 @@ def checkpoint_of(cfg: DictConfig, record: dict, variant: str, scene: str, seed:
         variant, record = Path(source).parts[-3], json.loads(Path(source).read_text())
 
 
+def recorded_checkpoint(cfg: DictConfig, variant: str, scene: str, seed: int) -> Path:
+    """The selected checkpoint of a recorded benchmark run (cfg.records, cfg.runs_dir); exits naming the record
+    where the checkpoint is gone."""
+    record_path = Path(cfg.records) / variant / scene / f"seed{seed}.json"
+    ckpt = checkpoint_of(cfg, json.loads(record_path.read_text()), variant, scene, seed)
+    if ckpt is None:
+        sys.exit(f"{record_path}: its checkpoint is gone")
+    return ckpt
+
+
 def fill_naive(cfg: DictConfig) -> None:
     """Add the calibrated naive baseline to the configured runs' records that lack it (it needs no checkpoint)."""
     for variant, seed, scene in itertools.product(cfg.variants, cfg.seeds, cfg.scenes):
