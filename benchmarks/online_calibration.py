@@ -1,7 +1,7 @@
 """Calibrating while forecasting: a model that widens or narrows its draws from its own completed forecasts.
 
-    python benchmarks/online_calibration.py stage=screen      # unseen-scene validation: which rate and floor
-    python benchmarks/online_calibration.py stage=test rate=R floor=F  # ETH/UCY test, the runs of `variant`
+    python benchmarks/online_calibration.py stage=screen      # unseen-scene validation: which calibration
+    python benchmarks/online_calibration.py stage=test rate=R floor=F [settle=S] [speed_edge=E]  # ETH/UCY test
     python benchmarks/online_calibration.py report_only=true  # the tables, from benchmarks/results/
 
 cvae_traj.calibration.OnlineTemperature replays each recording in time: every window is forecast at its last
@@ -10,7 +10,9 @@ factor 12 steps later, once its future has happened. Nothing later than the fore
 inputs stay causal; what it adds to the benchmark's protocol is that a forecaster learns from the scene it is
 deployed in as it goes, which a live forecaster can do and a frozen model cannot. Its rows are labelled apart.
 
-stage=screen chooses `rate` and `floor` (the lowest factor allowed) on the unseen-scene screens of
+stage=screen chooses `rate`, `floor` (the lowest factor allowed), `settle` (levels after which the factor's step has
+halved; none: constant) and `speed_edge` (a factor for agents slower than it per step and one for the rest; none:
+one factor) on the unseen-scene screens of
 benchmarks/scene_shift.py (each fold's model on a scene it never trained or validated on; the test scene never
 read), by the rule in `rule` below, written before any screen ran. Rate 0 is the model as trained, scored the same
 way. stage=test scores the benchmark's runs of `variant` (benchmarks/results/runs/<variant>/), as trained and
@@ -29,27 +31,30 @@ from bench.eth_ucy_runner import recorded_checkpoint
 from bench.options import options
 from bench.provenance import git_commit, hardware
 from cvae_traj.baselines import GaussianConstantVelocity
-from cvae_traj.calibration import OnlineTemperature, evaluate_online
+from cvae_traj.calibration import OnlineTemperature, SpeedClassTemperature, evaluate_online
 from cvae_traj.data.eth_ucy import SCENES, EthUcyDataModule
 from cvae_traj.data.windows import make_windows
 from cvae_traj.forecast import load_model
 from cvae_traj.io import write_json
 
 cfg = options({
-    "stage": "screen", "rate": None, "floor": 0.25,
+    "stage": "screen", "rate": None, "floor": 0.25, "settle": None, "speed_edge": None,
     # stage=test: also score the models and the naive baseline as trained (their benchmark records have them too).
     "as_trained": True,
-    # [rate, floor] of each calibration screened; floor is the lowest factor allowed: 1 never narrows the draws
-    # below the model as trained, 0.25 lets them narrow to a quarter. [0, 1] is the model as trained.
-    "candidates": [[0, 1], [0.05, 0.25], [0.1, 0.25], [0.2, 0.25], [0.05, 1], [0.1, 1], [0.2, 1]],
+    # [rate, floor, settle, speed_edge] of each calibration screened; floor is the lowest factor allowed: 1 never
+    # narrows the draws below the model as trained, 0.25 lets them narrow to a quarter. [0, 1] is the model as
+    # trained. settle and speed_edge as above (metres per step: 0.08 is 0.2 m/s at ETH/UCY's 2.5 steps a second).
+    # The screen named `screen_name` runs these; earlier screens stay in the results under their own names.
+    "screen_name": "settle",
+    "candidates": [[0, 1], [0.2, 1], [0.2, 1, 200], [0.2, 0.25, 200], [0.2, 1, 200, 0.08], [0.2, 0.25, 200, 0.08]],
     # The unseen-scene screens: (fold, unseen scene, the variant its screens were trained as), seeds 0-2 each.
     "screens": [["zara1", "eth", "speed_clip_weights"], ["zara1", "univ", "speed_clip_weights"],
                 ["zara2", "eth", "speed_clip"], ["hotel", "eth", "faithful_weights"],
                 ["eth", "hotel", "speed_clip_weights"], ["univ", "hotel", "faithful_weights"]],
-    # Written before any screen ran (a first screen, rates 0.025-0.4 without a floor, is in benchmarks/HISTORY.md):
-    # the candidate of the lowest calibration error averaged over the screens (each the mean of its seeds), among
-    # those whose KDE NLL is at most `kde_margin` above the model as trained on every screen; if that is not below
-    # the model as trained's, none.
+    # Written before any screen ran (a first screen, rates 0.025-0.4 without a floor, is in benchmarks/HISTORY.md),
+    # and kept for every screen since: the candidate of the lowest calibration error averaged over the screens
+    # (each the mean of its seeds), among those whose KDE NLL is at most `kde_margin` above the model as trained on
+    # every screen; if that is not below the model as trained's, none.
     "rule": {"kde_margin": 0.1},
     "variant": "faithful_weights", "scenes": list(SCENES), "seeds": [0, 1, 2],
     # Screens on a scene with more windows forecast a random share of them, in time order, so that each screen
@@ -73,14 +78,20 @@ def recordings(data: EthUcyDataModule, split: str, keep: int | None, seed: int) 
     return [p.subset(np.sort(rng.permutation(len(p))[:round(len(p) * keep / total)])) for p in parts]
 
 
-def scored(sampler_at, parts, rate: float, floor: float, seed: int) -> dict:
+def tracker_of(candidate: tuple) -> OnlineTemperature | SpeedClassTemperature:
+    rate, floor, settle, edge = candidate
+    tracker = OnlineTemperature(rate, bounds=(floor, 8.0), settle=settle)
+    return tracker if edge is None else SpeedClassTemperature((edge,), tracker)
+
+
+def scored(sampler_at, parts, candidate: tuple, seed: int) -> dict:
     start = time.perf_counter()
-    s = evaluate_online(sampler_at, parts, OnlineTemperature(rate, bounds=(floor, 8.0)), kde_samples=cfg.kde_samples,
+    s = evaluate_online(sampler_at, parts, tracker_of(candidate), kde_samples=cfg.kde_samples,
                         calibration_samples=cfg.calibration_samples, passes=cfg.passes, seed=seed)
     return {**{k: s[k] for k in KEYS}, "seconds": round(time.perf_counter() - start, 1)}
 
 
-def model_scored(model, parts, rate: float, floor: float, seed: int) -> dict:
+def model_scored(model, parts, candidate: tuple, seed: int) -> dict:
     """scored for a model, its prior_temperature times each factor, and given back as trained afterwards (a run
     that started where the last one ended would start from that run's factor)."""
     base = model.cvae.prior_temperature
@@ -89,22 +100,38 @@ def model_scored(model, parts, rate: float, floor: float, seed: int) -> dict:
         model.cvae.prior_temperature = base * factor
         return model
     try:
-        return scored(at, parts, rate, floor, seed)
+        return scored(at, parts, candidate, seed)
     finally:
         model.cvae.prior_temperature = base
 
 
-FIELDS = ("fold", "scene", "model", "seed", "rate", "floor")
+FIELDS = ("fold", "scene", "model", "seed", "rate", "floor", "settle", "speed_edge", "screen_name")
+
+
+def full(candidate) -> tuple:
+    """[rate, floor, settle, speed_edge] with the last two none where left out."""
+    return (*candidate, *[None] * (4 - len(candidate)))
+
+
+def key_of(run: dict) -> tuple:
+    return tuple(run.get(k, "rates" if k == "screen_name" else None) for k in FIELDS)
+
+
+def candidate_of(run: dict) -> tuple:
+    return tuple(run.get(k) for k in ("rate", "floor", "settle", "speed_edge"))
 
 
 def put(results: dict, part: str, run: dict) -> None:
-    key = tuple(run[k] for k in FIELDS)
-    results[part] = [r for r in results.get(part, []) if tuple(r[k] for k in FIELDS) != key] + [run]
+    results[part] = [r for r in results.get(part, []) if key_of(r) != key_of(run)] + [run]
+
+
+def fields_of(candidate: tuple) -> dict:
+    return dict(zip(("rate", "floor", "settle", "speed_edge"), candidate))
 
 
 def run_line(run: dict) -> str:
-    return (f"{run['fold']} fold on {run['scene']}, {run['model']} seed {run['seed']}, rate {run['rate']} floor "
-            f"{run['floor']}: calibration {run['calibration_error']:.3f}, KDE NLL {run['kde_nll']:.2f}, minADE/FDE "
+    return (f"{run['fold']} fold on {run['scene']}, {run['model']} seed {run['seed']}, {label(candidate_of(run))}: "
+            f"calibration {run['calibration_error']:.3f}, KDE NLL {run['kde_nll']:.2f}, minADE/FDE "
             f"{run['min_ade_20']:.3f} / {run['min_fde_20']:.3f}, mean factor {run['temperature']:.2f} "
             f"({run['seconds']} s)")
 
@@ -118,34 +145,35 @@ if not cfg.report_only and cfg.stage == "screen":
             if not ckpt.is_file():
                 sys.exit(f"{ckpt}: missing; train it with benchmarks/scene_shift.py")
             model, parts = load_model(ckpt), recordings(data, "val", cfg.screen_windows, seed)
-            for rate, floor in cfg.candidates:
-                run = {"fold": fold, "scene": scene, "model": variant, "seed": seed, "rate": rate, "floor": floor,
-                       "checkpoint": str(ckpt), "commit": git_commit(), "hardware": hardware(1),
-                       **model_scored(model, parts, rate, floor, seed)}
+            for candidate in map(full, cfg.candidates):
+                run = {"fold": fold, "scene": scene, "model": variant, "seed": seed, **fields_of(candidate),
+                       "screen_name": cfg.screen_name, "checkpoint": str(ckpt), "commit": git_commit(),
+                       "hardware": hardware(1), **model_scored(model, parts, candidate, seed)}
                 put(results, "screen", run)
                 print(run_line(run), flush=True)
                 write_json(results, cfg.output)
 elif not cfg.report_only:
     if cfg.rate is None:
         sys.exit("stage=test needs rate=<the rate the screen chose> (and its floor=)")
-    chosen = [(0, 1.0), (cfg.rate, cfg.floor)] if cfg.as_trained else [(cfg.rate, cfg.floor)]
+    picked = (cfg.rate, cfg.floor, cfg.settle, cfg.speed_edge)
+    chosen = [full([0, 1.0]), picked] if cfg.as_trained else [picked]
     for scene in cfg.scenes:
         data = EthUcyDataModule(scene=scene, root=cfg.data)
         parts = recordings(data, "test", None, 0)
         naive = GaussianConstantVelocity.fit(data.windows("train"), data.windows("val"))
-        for rate, floor in chosen:
-            run = {"fold": scene, "scene": scene, "model": "naive", "seed": 0, "rate": rate, "floor": floor,
+        for candidate in chosen:
+            run = {"fold": scene, "scene": scene, "model": "naive", "seed": 0, **fields_of(candidate),
                    "commit": git_commit(), "hardware": hardware(1),
-                   **scored(lambda f: naive.with_factor(naive.factor * f), parts, rate, floor, 0)}
+                   **scored(lambda f: naive.with_factor(naive.factor * f), parts, candidate, 0)}
             put(results, "test", run)
             print(run_line(run), flush=True)
         for seed in cfg.seeds:
             ckpt = recorded_checkpoint(cfg, cfg.variant, scene, seed)
             model = load_model(ckpt)
-            for rate, floor in chosen:
-                run = {"fold": scene, "scene": scene, "model": cfg.variant, "seed": seed, "rate": rate, "floor": floor,
+            for candidate in chosen:
+                run = {"fold": scene, "scene": scene, "model": cfg.variant, "seed": seed, **fields_of(candidate),
                        "checkpoint": str(ckpt), "commit": git_commit(), "hardware": hardware(1),
-                       **model_scored(model, parts, rate, floor, seed)}
+                       **model_scored(model, parts, candidate, seed)}
                 put(results, "test", run)
                 print(run_line(run), flush=True)
                 write_json(results, cfg.output)
@@ -156,16 +184,25 @@ def mean(runs: list, key: str) -> float:
 
 
 def label(candidate: tuple) -> str:
-    return "as trained" if candidate[0] == 0 else f"rate {candidate[0]}, floor {candidate[1]}"
+    rate, floor, settle, edge = full(candidate)
+    if rate == 0:
+        return "as trained"
+    return (f"rate {rate}, floor {floor}" + (f", settle {settle}" if settle is not None else "")
+            + (f", speed classes at {edge}" if edge is not None else ""))
 
 
-screens = results.get("screen", [])
-if screens:
-    candidates = sorted({(r["rate"], r["floor"]) for r in screens}, key=lambda c: (c[0] > 0, -c[1], c[0]))
+def order(candidate: tuple) -> tuple:
+    rate, floor, settle, edge = candidate
+    return rate > 0, settle is not None, edge is not None, -floor, rate
+
+
+def screen_report(name: str, screens: list) -> None:
+    """The table of one screen's runs, and the rule's choice among its candidates."""
+    candidates = sorted({candidate_of(r) for r in screens}, key=order)
     groups = sorted({(r["fold"], r["scene"], r["model"]) for r in screens})
-    cell = {(g, c): [r for r in screens if (r["fold"], r["scene"], r["model"]) == g and (r["rate"], r["floor"]) == c]
+    cell = {(g, c): [r for r in screens if (r["fold"], r["scene"], r["model"]) == g and candidate_of(r) == c]
             for g in groups for c in candidates}
-    print("\nUnseen-scene screens: calibration error / KDE NLL / minADE_20 (mean over seeds)\n")
+    print(f"\nUnseen-scene screen '{name}': calibration error / KDE NLL / minADE_20 (mean over seeds)\n")
     print("| fold, on scene | model | seeds | " + " | ".join(label(c) for c in candidates) + " |")
     print("|---|---|---|" + "---|" * len(candidates))
     for g in groups:
@@ -183,6 +220,11 @@ if screens:
         choice = min(allowed, key=average.get) if allowed else None
         print(f"Rule (KDE NLL at most {cfg.rule.kde_margin} above the model as trained on every screen): "
               + (label(choice) if choice is not None and average[choice] < average[trained] else "none"))
+
+
+all_screens = results.get("screen", [])
+for name in sorted({key_of(r)[-1] for r in all_screens}, key=lambda n: n != "rates"):
+    screen_report(name, [r for r in all_screens if key_of(r)[-1] == name])
 tests = results.get("test", [])
 if tests:
     print("\nTest, every window: calibration error / KDE NLL / minADE_20 / minFDE_20 (models: mean over seeds; "
@@ -191,8 +233,8 @@ if tests:
     print("|---|---|---|---|---|---|---|---|")
     for scene in SCENES:
         for name in sorted({r["model"] for r in tests if r["scene"] == scene}):
-            for c in sorted({(r["rate"], r["floor"]) for r in tests if r["scene"] == scene and r["model"] == name}):
-                runs = [r for r in tests if (r["scene"], r["model"], r["rate"], r["floor"]) == (scene, name, *c)]
+            for c in sorted({candidate_of(r) for r in tests if r["scene"] == scene and r["model"] == name}, key=order):
+                runs = [r for r in tests if (r["scene"], r["model"]) == (scene, name) and candidate_of(r) == c]
                 spread = np.std([r["calibration_error"] for r in runs])
                 print(f"| {scene} | {name} | {label(c)} | {len(runs)} | {mean(runs, 'calibration_error'):.3f} ± "
                       f"{spread:.3f} | {mean(runs, 'kde_nll'):.2f} | {mean(runs, 'min_ade_20'):.3f} / "

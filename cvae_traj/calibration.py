@@ -102,6 +102,11 @@ class OnlineTemperature:
     of the truths of forecasts now complete; `temperature` is the factor for the next forecasts. It multiplies
     the spread as trained (a model's prior_temperature, the naive baseline's factor) and starts at 1.
 
+    Each observation moves log(factor) by the step times (mean level - 0.5). The step is `rate`, or with `settle`
+    rate * settle / (settle + levels observed so far): halved after `settle` levels, so that the factor settles
+    where the levels average 0.5 instead of wandering on their noise (a stochastic approximation, whose steps
+    shrink as evidence builds up).
+
     The defaults are those chosen on ETH/UCY's unseen-scene screens (benchmarks/online_calibration.py): rate 0.2,
     and never narrower than the model as trained (bounds (1, 8)). Letting it narrow calibrated a little better
     where a model was too wide, at a cost in KDE NLL (its draws then miss the odd walker badly)."""
@@ -109,57 +114,133 @@ class OnlineTemperature:
     rate: float = 0.2
     temperature: float = 1.0
     bounds: tuple[float, float] = (1.0, 8.0)
+    settle: float | None = None
     observed: int = field(default=0, init=False)
+    start: float = field(default=1.0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.rate >= 0:
             raise InputError(f"the online calibration's rate must be at least 0, got {self.rate!r}")
+        if self.settle is not None and not self.settle > 0:
+            raise InputError(f"the online calibration's settle must be a positive count of levels, got {self.settle!r}")
         low, high = self.bounds
         if not 0 < low <= self.temperature <= high:
             raise InputError(f"the online calibration's temperature {self.temperature!r} must lie within its bounds "
                              f"{self.bounds!r}, which must be positive")
+        self.start = self.temperature
 
-    def observe(self, levels) -> float:
-        """Move the factor by the levels (each in [0, 1]) of the forecasts completed at one step; -> the factor."""
-        levels = np.asarray(levels, dtype=np.float64).reshape(-1)
+    def observe(self, levels, classes=None) -> float:
+        """Move the factor by the levels (each in [0, 1]) of the forecasts completed at one step; -> the factor.
+        (`classes` is SpeedClassTemperature's; a single factor has one class.)"""
+        levels = _levels(levels)
         if len(levels):
-            if np.isnan(levels).any() or levels.min() < 0 or levels.max() > 1:
-                raise InputError("highest-density levels must lie in [0, 1]")
-            step = math.log(self.temperature) + self.rate * (levels.mean() - 0.5)
-            self.temperature = float(np.clip(math.exp(step), *self.bounds))
+            step = self.rate if self.settle is None else self.rate * self.settle / (self.settle + self.observed)
+            self.temperature = float(np.clip(math.exp(math.log(self.temperature) + step * (levels.mean() - 0.5)),
+                                             *self.bounds))
             self.observed += len(levels)
         return self.temperature
 
+    def classes(self, past: Tensor) -> np.ndarray:
+        """The class of each forecast by its observed track (B, T_obs, 2): one class."""
+        return np.zeros(len(past), dtype=np.int64)
 
-def online_forecasts(sampler_at: Callable[[float], object], windows: Windows, tracker: OnlineTemperature,
-                     num_samples: int, levels_from: int) -> Iterator[tuple[np.ndarray, float, Tensor]]:
+    def factors(self, classes: np.ndarray) -> np.ndarray:
+        """The factor for forecasts of each class now."""
+        return np.full(len(classes), self.temperature)
+
+    def fresh(self) -> OnlineTemperature:
+        """A copy as it was made, before any observation (for a new recording or site)."""
+        return OnlineTemperature(self.rate, self.start, self.bounds, self.settle)
+
+
+@dataclass
+class SpeedClassTemperature:
+    """One OnlineTemperature per class of agents by observed speed (the length of the last observed step, in
+    the tracks' units per step, split at `edges`), each moved by the levels of its own class only. A model's
+    width can be off in one direction for agents standing still and in the other for walkers, where one factor
+    for all cancels the two out. Made as copies of `tracker`."""
+
+    edges: tuple[float, ...]
+    tracker: OnlineTemperature = field(default_factory=OnlineTemperature)
+    trackers: list[OnlineTemperature] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.edges = tuple(float(e) for e in self.edges)
+        if not self.edges or any(not e > 0 for e in self.edges) or list(self.edges) != sorted(set(self.edges)):
+            raise InputError(f"speed class edges must be positive and increasing, got {self.edges!r}")
+        self.trackers = [self.tracker.fresh() for _ in range(len(self.edges) + 1)]
+
+    def classes(self, past: Tensor) -> np.ndarray:
+        speed = torch.linalg.vector_norm(past[:, -1] - past[:, -2], dim=-1).numpy()
+        return np.searchsorted(np.asarray(self.edges), speed, side="right")
+
+    def factors(self, classes: np.ndarray) -> np.ndarray:
+        return np.array([self.trackers[c].temperature for c in classes], dtype=np.float64)
+
+    def observe(self, levels, classes) -> list[float]:
+        levels, classes = _levels(levels), np.asarray(classes).reshape(-1)
+        if len(classes) != len(levels):
+            raise InputError(f"{len(levels)} levels with {len(classes)} classes")
+        for c, tracker in enumerate(self.trackers):
+            tracker.observe(levels[classes == c])
+        return [t.temperature for t in self.trackers]
+
+    @property
+    def observed(self) -> int:
+        return sum(t.observed for t in self.trackers)
+
+    def fresh(self) -> SpeedClassTemperature:
+        return SpeedClassTemperature(self.edges, self.tracker)
+
+
+def _levels(levels) -> np.ndarray:
+    levels = np.asarray(levels, dtype=np.float64).reshape(-1)
+    if len(levels) and (np.isnan(levels).any() or levels.min() < 0 or levels.max() > 1):
+        raise InputError("highest-density levels must lie in [0, 1]")
+    return levels
+
+
+Tracker = OnlineTemperature | SpeedClassTemperature
+
+
+def online_forecasts(sampler_at: Callable[[float], object], windows: Windows, tracker: Tracker,
+                     num_samples: int, levels_from: int) -> Iterator[tuple[np.ndarray, np.ndarray, Tensor]]:
     """Replay one recording's windows in time: at each step, first hand `tracker` the levels (from the first
     `levels_from` draws' final positions) of the forecasts whose last future step it is, then forecast the windows
-    whose last observed step it is with `sampler_at(tracker.temperature)`. Yields (rows, factor, draws (B, K, T, 2))
-    per step; the truths of windows not yet complete reach nothing but the caller."""
-    pending: dict[int, list[np.ndarray]] = {}  # the step each forecast's future ends -> its levels
+    whose last observed step it is, each with `sampler_at(factor of its class)`. Yields (rows, factor of each row,
+    draws (B, K, T, 2)) per step; the truths of windows not yet complete reach nothing but the caller."""
+    pending: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}  # end step of each forecast -> (levels, classes)
     for step in np.unique(windows.last_step):
         for done in sorted(s for s in pending if s <= step):
-            tracker.observe(np.concatenate(pending.pop(done)))
+            done_levels, done_classes = zip(*pending.pop(done))
+            tracker.observe(np.concatenate(done_levels), np.concatenate(done_classes))
         rows = np.flatnonzero(windows.last_step == step)
-        factor = tracker.temperature
         batch = windows.batch(rows)
-        samples = sampler_at(factor).sample(batch, num_samples)
+        classes = tracker.classes(batch.past)
+        factors = tracker.factors(classes)
+        samples = None
+        for factor in np.unique(factors):
+            part = np.flatnonzero(factors == factor)
+            drawn = sampler_at(float(factor)).sample(batch if len(part) == len(rows) else windows.batch(rows[part]),
+                                                     num_samples)
+            if samples is None:
+                samples = drawn.new_empty((len(rows), *drawn.shape[1:]))
+            samples[part] = drawn
         pending.setdefault(int(step) + windows.pred_len, []).append(
-            hdr_level(samples[:, :levels_from, -1], batch.future[:, -1]).numpy())
-        yield rows, factor, samples
+            (hdr_level(samples[:, :levels_from, -1], batch.future[:, -1]).numpy(), classes))
+        yield rows, factors, samples
 
 
 @torch.no_grad()
-def evaluate_online(sampler_at: Callable[[float], object], recordings: list[Windows], tracker: OnlineTemperature,
+def evaluate_online(sampler_at: Callable[[float], object], recordings: list[Windows], tracker: Tracker,
                     num_samples: int = 20, passes: int = 5, kde_samples: int = 2000, calibration_samples: int = 500,
                     calibration_levels: tuple[float, ...] = CALIBRATION_LEVELS, seed: int = 0) -> dict[str, float]:
-    """Forecast each recording as online_forecasts replays it, with a copy of `tracker` started afresh on each
-    (as at a new site), and score as evaluation.evaluate_samples does, from one set of max(kde_samples,
-    calibration_samples, passes * num_samples) draws per window: KDE NLL of the first kde_samples (0: skipped),
-    calibration of the first calibration_samples' final positions (at least 2; the levels the tracker learns from
-    are theirs), and best of `num_samples` over `passes` disjoint sets (mean, and std over passes). Also the
-    factor each window was forecast with, averaged, and the factor each recording ended with, averaged."""
+    """Forecast each recording as online_forecasts replays it, with `tracker.fresh()` on each (as at a new
+    site), and score as evaluation.evaluate_samples does, from one set of max(kde_samples, calibration_samples,
+    passes * num_samples) draws per window: KDE NLL of the first kde_samples (0: skipped), calibration of the
+    first calibration_samples' final positions (at least 2; the levels the tracker learns from are theirs), and
+    best of `num_samples` over `passes` disjoint sets (mean, and std over passes). Also the factor each window was
+    forecast with, averaged, and the factor each recording ended with (of each class), averaged."""
     if calibration_samples < 2:
         raise InputError("online calibration needs at least 2 draws per window for the levels of its truths")
     draws = max(kde_samples, calibration_samples, passes * num_samples)
@@ -168,10 +249,10 @@ def evaluate_online(sampler_at: Callable[[float], object], recordings: list[Wind
     best = np.zeros((passes, 2))
     count, finals = 0, []
     for windows in recordings:
-        fresh = OnlineTemperature(tracker.rate, tracker.temperature, tracker.bounds)
-        for rows, factor, samples in online_forecasts(sampler_at, windows, fresh, draws, calibration_samples):
+        fresh = tracker.fresh()
+        for rows, factors, samples in online_forecasts(sampler_at, windows, fresh, draws, calibration_samples):
             future = torch.from_numpy(windows.subset(rows).future)
-            values = {"temperature": torch.full((len(rows),), factor)}
+            values = {"temperature": torch.from_numpy(factors)}
             if kde_samples:
                 values["kde_nll"] = kde_nll(samples[:, :kde_samples], future)
             inside = hdr_coverage(samples[:, :calibration_samples, -1], future[:, -1], calibration_levels)
@@ -183,7 +264,7 @@ def evaluate_online(sampler_at: Callable[[float], object], recordings: list[Wind
                 drawn = samples[:, p * num_samples:(p + 1) * num_samples]
                 best[p] += (min_ade(drawn, future).sum().item(), min_fde(drawn, future).sum().item())
             count += len(rows)
-        finals.append(fresh.temperature)
+        finals.append(fresh.factors(np.arange(len(getattr(fresh, "trackers", [fresh])))))
     if count == 0:
         raise InputError("no windows to forecast")
     metrics = {name: total / count for name, total in sums.items()}
@@ -191,10 +272,12 @@ def evaluate_online(sampler_at: Callable[[float], object], recordings: list[Wind
                                                   for a in calibration_levels]))
     best /= count
     k = num_samples
+    final = np.mean(finals, axis=0)
     metrics.update({f"min_ade_{k}": float(best[:, 0].mean()), f"min_fde_{k}": float(best[:, 1].mean()),
                     f"min_ade_{k}_std": float(best[:, 0].std()), f"min_fde_{k}_std": float(best[:, 1].std()),
-                    "final_temperature": float(np.mean(finals)), "windows": count, "passes": passes,
-                    "kde_samples": kde_samples, "calibration_samples": calibration_samples, "rate": tracker.rate})
+                    "final_temperature": float(final[0]) if len(final) == 1 else [float(f) for f in final],
+                    "windows": count, "passes": passes, "kde_samples": kde_samples,
+                    "calibration_samples": calibration_samples})
     return metrics
 
 

@@ -94,6 +94,8 @@ class LiveForecaster:
         if cluster_from is not None and cluster_from < num_samples:
             raise InputError(f"cluster_from ({cluster_from}) must be at least num_samples ({num_samples})")
         self.num_samples, self.cluster_from, self.frame_step, self.max_gap = num_samples, cluster_from, frame_step, max_gap
+        if calibration is not None and not isinstance(calibration, OnlineTemperature):
+            raise InputError(f"live calibration takes one OnlineTemperature, got {type(calibration).__name__}")
         if calibration is not None and (cluster_from is not None or runtime != "torch" or num_samples < 2):
             raise InputError("online calibration needs faithful draws from the torch runtime, at least 2 per agent "
                              "(no cluster_from)")

@@ -1,5 +1,6 @@
 """prior_temperature and its fit on recorded tracks (cvae_traj.calibration): what it widens, what it keeps, and
 that the fit finds the spread the data has."""
+import math
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -11,8 +12,8 @@ import torch
 from omegaconf import OmegaConf
 
 from cvae_traj import TrajectoryBatch, TrajectoryCVAE
-from cvae_traj.calibration import (TEMPERATURES, OnlineTemperature, calibrate, evaluate_online, fit_prior_temperature,
-                                   online_forecasts)
+from cvae_traj.calibration import (TEMPERATURES, OnlineTemperature, SpeedClassTemperature, calibrate, evaluate_online,
+                                   fit_prior_temperature, online_forecasts)
 from cvae_traj.data.synthetic import junction_tracks
 from cvae_traj.data.tracks import validate_tracks
 from cvae_traj.data.windows import make_windows
@@ -229,8 +230,62 @@ def test_online_calibration_finds_the_width_the_futures_have_from_completed_fore
     for table in (validate_tracks(straight_walkers(400, sigma=0.6)), changed):
         torch.manual_seed(0)
         replay = online_forecasts(spread_at(sampler), make_windows(table, 8, 12), OnlineTemperature(rate=0.2), 50, 50)
-        factors.append(np.array([factor for _, factor, _ in replay]))
+        factors.append(np.array([factor[0] for _, factor, _ in replay]))
     end = 200 * 20 + 19  # agent 200's last future step
     last_steps = np.unique(windows.last_step)
     assert np.array_equal(factors[0][last_steps <= end], factors[1][last_steps <= end])
     assert not np.allclose(factors[0][last_steps > end], factors[1][last_steps > end])
+
+
+def test_a_settling_factor_steps_less_as_levels_build_up_and_so_wanders_less_on_calibrated_draws():
+    settling = OnlineTemperature(rate=0.2, bounds=(0.25, 8.0), settle=10)
+    assert settling.observe(np.ones(10)) == pytest.approx(np.exp(0.1))  # full step while nothing was observed
+    assert settling.observe(np.ones(10)) == pytest.approx(np.exp(0.1 + 0.05))  # halved after `settle` levels
+    assert settling.fresh().temperature == 1.0 and settling.fresh().settle == 10
+    with pytest.raises(InputError, match="settle must be a positive count"):
+        OnlineTemperature(settle=0)
+    # Calibrated draws: levels uniform. A constant step wanders on their noise; a settling one stays near 1.
+    levels = np.random.default_rng(0).uniform(size=(3000, 3))
+    wander = {}
+    for settle in (None, 30):
+        tracker = OnlineTemperature(rate=0.2, bounds=(0.25, 8.0), settle=settle)
+        wander[settle] = np.mean([abs(math.log(tracker.observe(step))) for step in levels][1000:])
+    assert wander[30] < 0.3 * wander[None]
+
+
+def walkers_and_standers(num_agents: int) -> pd.DataFrame:
+    """straight_walkers, every other agent standing still: futures spread 0.6 around a walker's straight line,
+    0.1 around a stander's place."""
+    walkers = straight_walkers(num_agents, sigma=0.6)
+    rng = np.random.default_rng(1)
+    still = walkers.agent_id % 2 == 1
+    first = walkers.groupby("agent_id").x.transform("first"), walkers.groupby("agent_id").y.transform("first")
+    future = walkers.groupby("agent_id").cumcount() >= 8
+    for axis, start in zip("xy", first):
+        noise = rng.normal(scale=0.1, size=len(walkers))
+        walkers[axis] = np.where(still, start + np.where(future, noise, 0.0), walkers[axis])
+    return walkers
+
+
+def test_a_factor_per_speed_class_calibrates_standers_and_walkers_that_one_factor_cannot():
+    windows = make_windows(validate_tracks(walkers_and_standers(600)), 8, 12)
+    sampler = SpreadSampler(sigma=0.3, pred_len=12)  # 3 times too wide for standers, half too narrow for walkers
+    one = evaluate_online(spread_at(sampler), [windows], OnlineTemperature(rate=0.2, bounds=(0.25, 8.0)),
+                          kde_samples=0, calibration_samples=200)
+    per_class = SpeedClassTemperature((0.05,), OnlineTemperature(rate=0.2, bounds=(0.25, 8.0), settle=100))
+    classed = evaluate_online(spread_at(sampler), [windows], per_class, kde_samples=0, calibration_samples=200)
+    standers, walkers = classed["final_temperature"]
+    assert standers == pytest.approx(1 / 3, rel=0.25) and walkers == pytest.approx(2.0, rel=0.25)
+    assert classed["calibration_error"] < 0.06 < 0.1 < one["calibration_error"]
+
+    tracker = SpeedClassTemperature((0.05, 1.0))
+    past = torch.tensor([[[0.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.5, 0.0]], [[0.0, 0.0], [3.0, 4.0]]])
+    assert tracker.classes(past).tolist() == [0, 1, 2]
+    assert tracker.observe([1.0, 1.0], [1, 1])[1] > 1.0  # class 1's levels move class 1's factor only
+    assert tracker.trackers[0].temperature == tracker.trackers[2].temperature == 1.0
+    assert tracker.fresh().factors(np.array([0, 1, 2])).tolist() == [1.0, 1.0, 1.0]
+    with pytest.raises(InputError, match="2 levels with 1 classes"):
+        tracker.observe([0.5, 0.5], [0])
+    for bad in ((), (0.5, 0.1), (0.0,)):
+        with pytest.raises(InputError, match="positive and increasing"):
+            SpeedClassTemperature(bad)
