@@ -136,6 +136,23 @@ def run_line(run: dict) -> str:
             f"({run['seconds']} s)")
 
 
+def mean(runs: list, key: str) -> float:
+    return float(np.mean([r[key] for r in runs]))
+
+
+def label(candidate: tuple) -> str:
+    rate, floor, settle, edge = full(candidate)
+    if rate == 0:
+        return "as trained"
+    return (f"rate {rate}, floor {floor}" + (f", settle {settle}" if settle is not None else "")
+            + (f", speed classes at {edge}" if edge is not None else ""))
+
+
+def order(candidate: tuple) -> tuple:
+    rate, floor, settle, edge = candidate
+    return rate > 0, settle is not None, edge is not None, -floor, rate
+
+
 results = json.loads(Path(cfg.output).read_text()) if Path(cfg.output).is_file() else {}
 if not cfg.report_only and cfg.stage == "screen":
     for fold, scene, variant in cfg.screens:
@@ -177,23 +194,6 @@ elif not cfg.report_only:
                 put(results, "test", run)
                 print(run_line(run), flush=True)
                 write_json(results, cfg.output)
-
-
-def mean(runs: list, key: str) -> float:
-    return float(np.mean([r[key] for r in runs]))
-
-
-def label(candidate: tuple) -> str:
-    rate, floor, settle, edge = full(candidate)
-    if rate == 0:
-        return "as trained"
-    return (f"rate {rate}, floor {floor}" + (f", settle {settle}" if settle is not None else "")
-            + (f", speed classes at {edge}" if edge is not None else ""))
-
-
-def order(candidate: tuple) -> tuple:
-    rate, floor, settle, edge = candidate
-    return rate > 0, settle is not None, edge is not None, -floor, rate
 
 
 def screen_report(name: str, screens: list) -> None:

@@ -20,7 +20,9 @@ the truth entered the region of its draws (metrics.hdr_level: uniform on [0, 1] 
 for too narrow ones) and moves the log of the factor by `rate` times the mean level less 0.5. Only what has
 happened by the time of a forecast reaches it: `evaluate_online` replays recordings so, forecasting each window
 at its last observed step with the factor of that moment and handing its level over 12 steps later, when its
-future is complete.
+future is complete. With `settle` its step shrinks as levels build up, so that it settles instead of wandering on
+their noise; `SpeedClassTemperature` keeps one such factor per class of agents by observed speed, for a model
+too wide for people standing still and too narrow for walkers (replay only, so far: LiveForecaster takes one).
 """
 from __future__ import annotations
 
