@@ -28,10 +28,11 @@ import numpy as np
 import torch
 
 from bench.eth_ucy_runner import recorded_checkpoint
+from bench.online_trackers import SettlingTemperature, SpeedClassTemperature
 from bench.options import options
 from bench.provenance import git_commit, hardware
 from cvae_traj.baselines import GaussianConstantVelocity
-from cvae_traj.calibration import OnlineTemperature, SpeedClassTemperature, evaluate_online
+from cvae_traj.calibration import OnlineTemperature, evaluate_online
 from cvae_traj.data.eth_ucy import SCENES, EthUcyDataModule
 from cvae_traj.data.windows import make_windows
 from cvae_traj.forecast import load_model
@@ -80,7 +81,8 @@ def recordings(data: EthUcyDataModule, split: str, keep: int | None, seed: int) 
 
 def tracker_of(candidate: tuple) -> OnlineTemperature | SpeedClassTemperature:
     rate, floor, settle, edge = candidate
-    tracker = OnlineTemperature(rate, bounds=(floor, 8.0), settle=settle)
+    tracker = (OnlineTemperature(rate, bounds=(floor, 8.0)) if settle is None
+               else SettlingTemperature(rate, bounds=(floor, 8.0), settle=settle))
     return tracker if edge is None else SpeedClassTemperature((edge,), tracker)
 
 

@@ -20,15 +20,13 @@ the truth entered the region of its draws (metrics.hdr_level: uniform on [0, 1] 
 for too narrow ones) and moves the log of the factor by `rate` times the mean level less 0.5. Only what has
 happened by the time of a forecast reaches it: `evaluate_online` replays recordings so, forecasting each window
 at its last observed step with the factor of that moment and handing its level over 12 steps later, when its
-future is complete. With `settle` its step shrinks as levels build up, so that it settles instead of wandering on
-their noise; `SpeedClassTemperature` keeps one such factor per class of agents by observed speed, for a model
-too wide for people standing still and too narrow for walkers (replay only, so far: LiveForecaster takes one).
+future is complete.
 """
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -104,108 +102,63 @@ class OnlineTemperature:
     of the truths of forecasts now complete; `temperature` is the factor for the next forecasts. It multiplies
     the spread as trained (a model's prior_temperature, the naive baseline's factor) and starts at 1.
 
-    Each observation moves log(factor) by the step times (mean level - 0.5). The step is `rate`, or with `settle`
-    rate * settle / (settle + levels observed so far): halved after `settle` levels, so that the factor settles
-    where the levels average 0.5 instead of wandering on their noise (a stochastic approximation, whose steps
-    shrink as evidence builds up).
-
     The defaults are those chosen on ETH/UCY's unseen-scene screens (benchmarks/online_calibration.py): rate 0.2,
     and never narrower than the model as trained (bounds (1, 8)). Letting it narrow calibrated a little better
-    where a model was too wide, at a cost in KDE NLL (its draws then miss the odd walker badly)."""
+    where a model was too wide, at a cost in KDE NLL (its draws then miss the odd walker badly). A step that
+    shrinks as levels build up, and a factor per class of walking speed, did not do better on those screens.
+
+    For online_forecasts a tracker also sorts forecasts into classes (`classes`), gives each class its factor
+    (`factors`) and starts afresh (`fresh`): this one has a single class."""
 
     rate: float = 0.2
     temperature: float = 1.0
     bounds: tuple[float, float] = (1.0, 8.0)
-    settle: float | None = None
     observed: int = field(default=0, init=False)
     start: float = field(default=1.0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.rate >= 0:
             raise InputError(f"the online calibration's rate must be at least 0, got {self.rate!r}")
-        if self.settle is not None and not self.settle > 0:
-            raise InputError(f"the online calibration's settle must be a positive count of levels, got {self.settle!r}")
         low, high = self.bounds
         if not 0 < low <= self.temperature <= high:
             raise InputError(f"the online calibration's temperature {self.temperature!r} must lie within its bounds "
                              f"{self.bounds!r}, which must be positive")
         self.start = self.temperature
 
+    def step(self) -> float:
+        """How far log(factor) moves per unit of (mean level - 0.5) at the next observation."""
+        return self.rate
+
     def observe(self, levels, classes=None) -> float:
         """Move the factor by the levels (each in [0, 1]) of the forecasts completed at one step; -> the factor.
-        (`classes` is SpeedClassTemperature's; a single factor has one class.)"""
-        levels = _levels(levels)
+        `classes` (those of `classes()`) are all one class here."""
+        levels = np.asarray(levels, dtype=np.float64).reshape(-1)
         if len(levels):
-            step = self.rate if self.settle is None else self.rate * self.settle / (self.settle + self.observed)
-            self.temperature = float(np.clip(math.exp(math.log(self.temperature) + step * (levels.mean() - 0.5)),
+            if np.isnan(levels).any() or levels.min() < 0 or levels.max() > 1:
+                raise InputError("highest-density levels must lie in [0, 1]")
+            self.temperature = float(np.clip(math.exp(math.log(self.temperature) + self.step() * (levels.mean() - 0.5)),
                                              *self.bounds))
             self.observed += len(levels)
         return self.temperature
 
+    @property
+    def num_classes(self) -> int:
+        return 1
+
     def classes(self, past: Tensor) -> np.ndarray:
-        """The class of each forecast by its observed track (B, T_obs, 2): one class."""
+        """The class of each forecast (B,) from its observed track (B, T_obs, 2)."""
         return np.zeros(len(past), dtype=np.int64)
 
     def factors(self, classes: np.ndarray) -> np.ndarray:
-        """The factor for forecasts of each class now."""
+        """The factor now for forecasts of each class."""
         return np.full(len(classes), self.temperature)
 
     def fresh(self) -> OnlineTemperature:
         """A copy as it was made, before any observation (for a new recording or site)."""
-        return OnlineTemperature(self.rate, self.start, self.bounds, self.settle)
+        return replace(self, temperature=self.start)
 
 
-@dataclass
-class SpeedClassTemperature:
-    """One OnlineTemperature per class of agents by observed speed (the length of the last observed step, in
-    the tracks' units per step, split at `edges`), each moved by the levels of its own class only. A model's
-    width can be off in one direction for agents standing still and in the other for walkers, where one factor
-    for all cancels the two out. Made as copies of `tracker`."""
-
-    edges: tuple[float, ...]
-    tracker: OnlineTemperature = field(default_factory=OnlineTemperature)
-    trackers: list[OnlineTemperature] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.edges = tuple(float(e) for e in self.edges)
-        if not self.edges or any(not e > 0 for e in self.edges) or list(self.edges) != sorted(set(self.edges)):
-            raise InputError(f"speed class edges must be positive and increasing, got {self.edges!r}")
-        self.trackers = [self.tracker.fresh() for _ in range(len(self.edges) + 1)]
-
-    def classes(self, past: Tensor) -> np.ndarray:
-        speed = torch.linalg.vector_norm(past[:, -1] - past[:, -2], dim=-1).numpy()
-        return np.searchsorted(np.asarray(self.edges), speed, side="right")
-
-    def factors(self, classes: np.ndarray) -> np.ndarray:
-        return np.array([self.trackers[c].temperature for c in classes], dtype=np.float64)
-
-    def observe(self, levels, classes) -> list[float]:
-        levels, classes = _levels(levels), np.asarray(classes).reshape(-1)
-        if len(classes) != len(levels):
-            raise InputError(f"{len(levels)} levels with {len(classes)} classes")
-        for c, tracker in enumerate(self.trackers):
-            tracker.observe(levels[classes == c])
-        return [t.temperature for t in self.trackers]
-
-    @property
-    def observed(self) -> int:
-        return sum(t.observed for t in self.trackers)
-
-    def fresh(self) -> SpeedClassTemperature:
-        return SpeedClassTemperature(self.edges, self.tracker)
-
-
-def _levels(levels) -> np.ndarray:
-    levels = np.asarray(levels, dtype=np.float64).reshape(-1)
-    if len(levels) and (np.isnan(levels).any() or levels.min() < 0 or levels.max() > 1):
-        raise InputError("highest-density levels must lie in [0, 1]")
-    return levels
-
-
-Tracker = OnlineTemperature | SpeedClassTemperature
-
-
-def online_forecasts(sampler_at: Callable[[float], object], windows: Windows, tracker: Tracker,
+def online_forecasts(sampler_at: Callable[[float], object], windows: Windows, tracker: OnlineTemperature,
                      num_samples: int, levels_from: int) -> Iterator[tuple[np.ndarray, np.ndarray, Tensor]]:
     """Replay one recording's windows in time: at each step, first hand `tracker` the levels (from the first
     `levels_from` draws' final positions) of the forecasts whose last future step it is, then forecast the windows
@@ -234,7 +187,7 @@ def online_forecasts(sampler_at: Callable[[float], object], windows: Windows, tr
 
 
 @torch.no_grad()
-def evaluate_online(sampler_at: Callable[[float], object], recordings: list[Windows], tracker: Tracker,
+def evaluate_online(sampler_at: Callable[[float], object], recordings: list[Windows], tracker: OnlineTemperature,
                     num_samples: int = 20, passes: int = 5, kde_samples: int = 2000, calibration_samples: int = 500,
                     calibration_levels: tuple[float, ...] = CALIBRATION_LEVELS, seed: int = 0) -> dict[str, float]:
     """Forecast each recording as online_forecasts replays it, with `tracker.fresh()` on each (as at a new
@@ -266,7 +219,7 @@ def evaluate_online(sampler_at: Callable[[float], object], recordings: list[Wind
                 drawn = samples[:, p * num_samples:(p + 1) * num_samples]
                 best[p] += (min_ade(drawn, future).sum().item(), min_fde(drawn, future).sum().item())
             count += len(rows)
-        finals.append(fresh.factors(np.arange(len(getattr(fresh, "trackers", [fresh])))))
+        finals.append(fresh.factors(np.arange(fresh.num_classes)))
     if count == 0:
         raise InputError("no windows to forecast")
     metrics = {name: total / count for name, total in sums.items()}

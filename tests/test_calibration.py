@@ -12,8 +12,9 @@ import torch
 from omegaconf import OmegaConf
 
 from cvae_traj import TrajectoryBatch, TrajectoryCVAE
-from cvae_traj.calibration import (TEMPERATURES, OnlineTemperature, SpeedClassTemperature, calibrate, evaluate_online,
-                                   fit_prior_temperature, online_forecasts)
+from bench.online_trackers import SettlingTemperature, SpeedClassTemperature
+from cvae_traj.calibration import (TEMPERATURES, OnlineTemperature, calibrate, evaluate_online, fit_prior_temperature,
+                                   online_forecasts)
 from cvae_traj.data.synthetic import junction_tracks
 from cvae_traj.data.tracks import validate_tracks
 from cvae_traj.data.windows import make_windows
@@ -193,6 +194,7 @@ def test_the_online_factor_widens_on_truths_outside_narrows_on_truths_inside_and
     for _ in range(200):
         tracker.observe([0.0])
     assert tracker.temperature == 0.25
+    assert tracker.fresh().temperature == 1.0 and tracker.fresh().observed == 0  # afresh, as it was made
     for bad in ([np.nan], [1.5], [-0.1]):
         with pytest.raises(InputError, match=r"levels must lie in \[0, 1\]"):
             tracker.observe(bad)
@@ -238,19 +240,19 @@ def test_online_calibration_finds_the_width_the_futures_have_from_completed_fore
 
 
 def test_a_settling_factor_steps_less_as_levels_build_up_and_so_wanders_less_on_calibrated_draws():
-    settling = OnlineTemperature(rate=0.2, bounds=(0.25, 8.0), settle=10)
+    settling = SettlingTemperature(rate=0.2, bounds=(0.25, 8.0), settle=10)
     assert settling.observe(np.ones(10)) == pytest.approx(np.exp(0.1))  # full step while nothing was observed
     assert settling.observe(np.ones(10)) == pytest.approx(np.exp(0.1 + 0.05))  # halved after `settle` levels
     assert settling.fresh().temperature == 1.0 and settling.fresh().settle == 10
     with pytest.raises(InputError, match="settle must be a positive count"):
-        OnlineTemperature(settle=0)
+        SettlingTemperature(settle=0)
     # Calibrated draws: levels uniform. A constant step wanders on their noise; a settling one stays near 1.
     levels = np.random.default_rng(0).uniform(size=(3000, 3))
     wander = {}
-    for settle in (None, 30):
-        tracker = OnlineTemperature(rate=0.2, bounds=(0.25, 8.0), settle=settle)
-        wander[settle] = np.mean([abs(math.log(tracker.observe(step))) for step in levels][1000:])
-    assert wander[30] < 0.3 * wander[None]
+    for tracker in (OnlineTemperature(rate=0.2, bounds=(0.25, 8.0)),
+                    SettlingTemperature(rate=0.2, bounds=(0.25, 8.0), settle=30)):
+        wander[type(tracker)] = np.mean([abs(math.log(tracker.observe(step))) for step in levels][1000:])
+    assert wander[SettlingTemperature] < 0.3 * wander[OnlineTemperature]
 
 
 def walkers_and_standers(num_agents: int) -> pd.DataFrame:
@@ -272,7 +274,7 @@ def test_a_factor_per_speed_class_calibrates_standers_and_walkers_that_one_facto
     sampler = SpreadSampler(sigma=0.3, pred_len=12)  # 3 times too wide for standers, half too narrow for walkers
     one = evaluate_online(spread_at(sampler), [windows], OnlineTemperature(rate=0.2, bounds=(0.25, 8.0)),
                           kde_samples=0, calibration_samples=200)
-    per_class = SpeedClassTemperature((0.05,), OnlineTemperature(rate=0.2, bounds=(0.25, 8.0), settle=100))
+    per_class = SpeedClassTemperature((0.05,), SettlingTemperature(rate=0.2, bounds=(0.25, 8.0), settle=100))
     classed = evaluate_online(spread_at(sampler), [windows], per_class, kde_samples=0, calibration_samples=200)
     standers, walkers = classed["final_temperature"]
     assert standers == pytest.approx(1 / 3, rel=0.25) and walkers == pytest.approx(2.0, rel=0.25)

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from cvae_traj import LiveForecaster, OnlineTemperature, TrajectoryCVAE, predict_futures
-from cvae_traj.calibration import SpeedClassTemperature
 from cvae_traj.data.synthetic import junction_tracks
 from cvae_traj.errors import InputError
 
@@ -168,5 +167,5 @@ def test_online_calibration_widens_the_draws_on_walkers_wider_than_trained_and_l
         pd.testing.assert_frame_equal(still.update(frame, rows), expected)
     with pytest.raises(InputError, match="online calibration needs faithful draws"):
         LiveForecaster(model, num_samples=5, cluster_from=20, calibration=OnlineTemperature())
-    with pytest.raises(InputError, match="live calibration takes one OnlineTemperature, got SpeedClassTemperature"):
-        LiveForecaster(model, num_samples=5, calibration=SpeedClassTemperature((0.05,)))
+    with pytest.raises(InputError, match="live calibration takes one OnlineTemperature, got float"):
+        LiveForecaster(model, num_samples=5, calibration=0.2)
