@@ -65,8 +65,9 @@ cfg = options({
     "screen_runs": "benchmarks/runs/scene_shift", "output": "benchmarks/results/online_calibration.json",
     "report_only": False})
 torch.set_num_threads(min(2, torch.get_num_threads()))
-KEYS = ("calibration_error", "kde_nll", "min_ade_20", "min_fde_20", "min_ade_20_std", "min_fde_20_std", "coverage_50",
-        "coverage_90", "temperature", "final_temperature", "windows")
+KEYS = ("calibration_error", "calibration_error_standing", "calibration_error_moving", "standing_share", "kde_nll",
+        "min_ade_20", "min_fde_20", "min_ade_20_std", "min_fde_20_std", "coverage_50", "coverage_90", "temperature",
+        "final_temperature", "windows")
 
 
 def recordings(data: EthUcyDataModule, split: str, keep: int | None, seed: int) -> list:

@@ -41,7 +41,7 @@ from cvae_traj.baselines import CALIBRATION_LEVELS
 from cvae_traj.cli import KNOWN_FUTURES_OPTIONS, checkpoint_output, known_windows, run_or_exit
 from cvae_traj.data.windows import Windows
 from cvae_traj.errors import CheckpointError, InputError
-from cvae_traj.evaluation import evaluate_samples
+from cvae_traj.evaluation import calibration_by_class, evaluate_samples, standing
 from cvae_traj.forecast import load_model
 from cvae_traj.io import atomic_path
 from cvae_traj.metrics import hdr_coverage, hdr_level, kde_nll, min_ade, min_fde
@@ -203,6 +203,7 @@ def evaluate_online(sampler_at: Callable[[float], object], recordings: list[Wind
     sums: dict[str, float] = {}
     best = np.zeros((passes, 2))
     count, finals = 0, []
+    classes: dict[str, list[Tensor]] = {"standing": [], "moving": []}
     for windows in recordings:
         fresh = tracker.fresh()
         for rows, factors, samples in online_forecasts(sampler_at, windows, fresh, draws, calibration_samples):
@@ -211,6 +212,9 @@ def evaluate_online(sampler_at: Callable[[float], object], recordings: list[Wind
             if kde_samples:
                 values["kde_nll"] = kde_nll(samples[:, :kde_samples], future)
             inside = hdr_coverage(samples[:, :calibration_samples, -1], future[:, -1], calibration_levels)
+            still = standing(torch.from_numpy(windows.subset(rows).past))
+            classes["standing"].append(inside[still])
+            classes["moving"].append(inside[~still])
             values.update({f"coverage_{round(100 * a)}": inside[:, i].float()
                            for i, a in enumerate(calibration_levels)})
             for name, value in values.items():
@@ -225,6 +229,7 @@ def evaluate_online(sampler_at: Callable[[float], object], recordings: list[Wind
     metrics = {name: total / count for name, total in sums.items()}
     metrics["calibration_error"] = float(np.mean([abs(metrics[f"coverage_{round(100 * a)}"] - a)
                                                   for a in calibration_levels]))
+    metrics.update(calibration_by_class(classes, calibration_levels))
     best /= count
     k = num_samples
     final = np.mean(finals, axis=0)

@@ -19,6 +19,7 @@ from cvae_traj.data.synthetic import junction_tracks
 from cvae_traj.data.tracks import validate_tracks
 from cvae_traj.data.windows import make_windows
 from cvae_traj.errors import InputError
+from cvae_traj.evaluation import evaluate_samples
 from cvae_traj.forecast import load_model, predict, predict_futures
 from cvae_traj.metrics import constant_velocity, hdr_coverage, hdr_level
 from cvae_traj.models.latent import PriorNet, temper
@@ -291,3 +292,15 @@ def test_a_factor_per_speed_class_calibrates_standers_and_walkers_that_one_facto
     for bad in ((), (0.5, 0.1), (0.0,)):
         with pytest.raises(InputError, match="positive and increasing"):
             SpeedClassTemperature(bad)
+
+
+def test_calibration_is_also_given_apart_for_standers_and_walkers_whose_opposite_errors_the_pooled_one_hides():
+    windows = make_windows(validate_tracks(walkers_and_standers(400)), 8, 12)
+    sampler = SpreadSampler(sigma=0.3, pred_len=12)  # 3 times too wide for standers, half too narrow for walkers
+    scores = evaluate_samples(sampler, windows, num_samples=1, kde_samples=0, calibration_samples=200)
+    assert scores["standing_share"] == pytest.approx(0.5, abs=0.01)
+    assert min(scores["calibration_error_standing"], scores["calibration_error_moving"]) > 0.3
+    assert scores["calibration_error"] < 0.5 * 0.3  # the two errors cancel in the pooled number
+    online = evaluate_online(spread_at(sampler), [windows], OnlineTemperature(rate=0), kde_samples=0,
+                             calibration_samples=200)
+    assert online["calibration_error_standing"] > 0.3 and online["standing_share"] == scores["standing_share"]
