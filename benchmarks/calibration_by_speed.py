@@ -25,8 +25,8 @@ from cvae_traj.io import write_json
 cfg = options({"scenes": list(SCENES), "checkpoints": "checkpoints/eth_ucy_faithful", "calibration_samples": 500,
                "data": "data/eth_ucy", "output": "benchmarks/results/calibration_by_speed.json", "seed": 0})
 torch.set_num_threads(min(2, torch.get_num_threads()))
-KEYS = ("calibration_error", "calibration_error_standing", "calibration_error_moving", "standing_share",
-        "coverage_50", "coverage_90", "windows")
+KEYS = ("calibration_error", "calibration_error_standing", "calibration_error_moving", "calibration_bias_standing",
+        "calibration_bias_moving", "standing_share", "coverage_50", "coverage_90", "windows")
 
 rows = []
 for scene in cfg.scenes:
@@ -41,10 +41,12 @@ for scene in cfg.scenes:
         rows.append({"scene": scene, "sampler": name, "checkpoint": str(ckpt) if name == "model" else None,
                      **{k: s[k] for k in KEYS}, "seconds": round(time.perf_counter() - start, 1)})
         print(rows[-1], flush=True)
-write_json({"commit": git_commit(), "hardware": hardware(1), "rows": rows}, cfg.output)
-print("\n| scene | sampler | calibration error | standing | moving | share standing | cover 50% / 90% |")
+        write_json({"commit": git_commit(), "hardware": hardware(1), "rows": rows}, cfg.output)
+print("\nCalibration error (mean coverage - level: + too wide, - too narrow), pooled and apart\n")
+print("| scene | sampler | pooled | standing | moving | share standing | cover 50% / 90% |")
 print("|---|---|---|---|---|---|---|")
 for r in rows:
-    standing, moving = (r.get(f"calibration_error_{c}", float("nan")) for c in ("standing", "moving"))
-    print(f"| {r['scene']} | {r['sampler']} | {r['calibration_error']:.3f} | {standing:.3f} | {moving:.3f} | "
+    standing, moving = (f"{r[f'calibration_error_{c}']:.3f} ({r[f'calibration_bias_{c}']:+.2f})"
+                        if f"calibration_error_{c}" in r else "-" for c in ("standing", "moving"))
+    print(f"| {r['scene']} | {r['sampler']} | {r['calibration_error']:.3f} | {standing} | {moving} | "
           f"{r['standing_share']:.2f} | {r['coverage_50']:.2f} / {r['coverage_90']:.2f} |")

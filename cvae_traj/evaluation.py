@@ -124,12 +124,15 @@ def standing(past: Tensor, standing_step: float = STANDING_STEP) -> Tensor:
 
 
 def calibration_by_class(classes: dict[str, list[Tensor]], levels: tuple[float, ...]) -> dict[str, float]:
-    """calibration_error_<class> from each class's hdr_coverage rows (lists of (n, L) tensors), for the classes
-    with windows, and standing_share, the standing class's share of them all."""
+    """From each class's hdr_coverage rows (lists of (n, L) tensors), for the classes with windows:
+    calibration_error_<class>, the mean |coverage - level|, and calibration_bias_<class>, the mean coverage -
+    level (above 0: draws too wide, below: too narrow); and standing_share, the standing class's share."""
     counts = {name: sum(len(p) for p in parts) for name, parts in classes.items()}
-    out = {f"calibration_error_{name}": float((torch.cat(parts).float().mean(0)
-                                               - torch.tensor(levels, dtype=torch.float32)).abs().mean())
-           for name, parts in classes.items() if counts[name]}
+    out = {}
+    for name, parts in classes.items():
+        if counts[name]:
+            gap = torch.cat(parts).float().mean(0) - torch.tensor(levels, dtype=torch.float32)
+            out |= {f"calibration_error_{name}": float(gap.abs().mean()), f"calibration_bias_{name}": float(gap.mean())}
     return out | {"standing_share": counts["standing"] / max(1, sum(counts.values()))}
 
 

@@ -300,6 +300,7 @@ def test_calibration_is_also_given_apart_for_standers_and_walkers_whose_opposite
     scores = evaluate_samples(sampler, windows, num_samples=1, kde_samples=0, calibration_samples=200)
     assert scores["standing_share"] == pytest.approx(0.5, abs=0.01)
     assert min(scores["calibration_error_standing"], scores["calibration_error_moving"]) > 0.3
+    assert scores["calibration_bias_standing"] > 0.3 and scores["calibration_bias_moving"] < -0.3  # wide, narrow
     assert scores["calibration_error"] < 0.5 * 0.3  # the two errors cancel in the pooled number
     online = evaluate_online(spread_at(sampler), [windows], OnlineTemperature(rate=0), kde_samples=0,
                              calibration_samples=200)
