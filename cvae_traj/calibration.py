@@ -207,12 +207,13 @@ def evaluate_online(sampler_at: Callable[[float], object], recordings: list[Wind
     for windows in recordings:
         fresh = tracker.fresh()
         for rows, factors, samples in online_forecasts(sampler_at, windows, fresh, draws, calibration_samples):
-            future = torch.from_numpy(windows.subset(rows).future)
+            done = windows.subset(rows)
+            future = torch.from_numpy(done.future)
             values = {"temperature": torch.from_numpy(factors)}
             if kde_samples:
                 values["kde_nll"] = kde_nll(samples[:, :kde_samples], future)
             inside = hdr_coverage(samples[:, :calibration_samples, -1], future[:, -1], calibration_levels)
-            still = standing(torch.from_numpy(windows.subset(rows).past))
+            still = standing(torch.from_numpy(done.past))
             classes["standing"].append(inside[still])
             classes["moving"].append(inside[~still])
             values.update({f"coverage_{round(100 * a)}": inside[:, i].float()
