@@ -1,7 +1,7 @@
 """Calibrating while forecasting: a model that widens or narrows its draws from its own completed forecasts.
 
     python benchmarks/online_calibration.py stage=screen      # unseen-scene validation: which calibration
-    python benchmarks/online_calibration.py stage=test rate=R floor=F [settle=S] [speed_edge=E]  # ETH/UCY test
+    python benchmarks/online_calibration.py stage=test rate=R floor=F [settle=S] [speed_edge=E] [odds=O]  # test
     python benchmarks/online_calibration.py report_only=true  # the tables, from benchmarks/results/
 
 cvae_traj.calibration.OnlineTemperature replays each recording in time: every window is forecast at its last
@@ -11,8 +11,10 @@ inputs stay causal; what it adds to the benchmark's protocol is that a forecaste
 deployed in as it goes, which a live forecaster can do and a frozen model cannot. Its rows are labelled apart.
 
 stage=screen chooses `rate`, `floor` (the lowest factor allowed), `settle` (levels after which the factor's step has
-halved; none: constant) and `speed_edge` (a factor for agents slower than it per step and one for the rest; none:
-one factor) on the unseen-scene screens of
+halved; none: constant), `speed_edge` (a factor for agents slower than it per step and one for the rest; none:
+one factor) and `odds` (none: every factor scales the prior's spread; "all": every factor divides its mixture
+logits instead, moving the odds of its modes, within `odds_bounds`; "standing": the standers' factor does, the
+walkers' scales the spread) on the unseen-scene screens of
 benchmarks/scene_shift.py (each fold's model on a scene it never trained or validated on; the test scene never
 read), by the rule in `rule` below, written before any screen ran. Rate 0 is the model as trained, scored the same
 way. stage=test scores the benchmark's runs of `variant` (benchmarks/results/runs/<variant>/), as trained and
@@ -28,7 +30,7 @@ import numpy as np
 import torch
 
 from bench.eth_ucy_runner import recorded_checkpoint
-from bench.online_trackers import SettlingTemperature, SpeedClassTemperature
+from bench.online_trackers import SettlingTemperature, SpeedClassTemperature, WidthOddsTemperature, width_and_odds
 from bench.options import options
 from bench.provenance import git_commit, hardware
 from cvae_traj.baselines import GaussianConstantVelocity
@@ -39,15 +41,19 @@ from cvae_traj.forecast import load_model
 from cvae_traj.io import write_json
 
 cfg = options({
-    "stage": "screen", "rate": None, "floor": 0.25, "settle": None, "speed_edge": None,
+    "stage": "screen", "rate": None, "floor": 0.25, "settle": None, "speed_edge": None, "odds": None,
+    "odds_bounds": [0.125, 8.0],
     # stage=test: also score the models and the naive baseline as trained (their benchmark records have them too).
     "as_trained": True,
-    # [rate, floor, settle, speed_edge] of each calibration screened; floor is the lowest factor allowed: 1 never
-    # narrows the draws below the model as trained, 0.25 lets them narrow to a quarter. [0, 1] is the model as
-    # trained. settle and speed_edge as above (metres per step: 0.08 is 0.2 m/s at ETH/UCY's 2.5 steps a second).
-    # The screen named `screen_name` runs these; earlier screens stay in the results under their own names.
-    "screen_name": "settle",
-    "candidates": [[0, 1], [0.2, 1], [0.2, 1, 200], [0.2, 0.25, 200], [0.2, 1, 200, 0.08], [0.2, 0.25, 200, 0.08]],
+    # [rate, floor, settle, speed_edge, odds] of each calibration screened; floor is the lowest spread factor
+    # allowed: 1 never narrows the draws below the model as trained, 0.25 lets them narrow to a quarter. [0, 1] is
+    # the model as trained. settle, speed_edge and odds as above (metres per step: 0.08 is 0.2 m/s at ETH/UCY's 2.5
+    # steps a second). The screen named `screen_name` runs these; earlier screens stay in the results under their
+    # own names (screen 'settle' ran [0, 1], [0.2, 1], [0.2, 1, 200], [0.2, 0.25, 200], [0.2, 1, 200, 0.08] and
+    # [0.2, 0.25, 200, 0.08]).
+    "screen_name": "odds",
+    "candidates": [[0, 1], [0.2, 1], [0.2, 1, None, None, "all"], [0.2, 1, None, 0.08, "all"],
+                   [0.2, 1, None, 0.08, "standing"]],
     # The unseen-scene screens: (fold, unseen scene, the variant its screens were trained as), seeds 0-2 each.
     "screens": [["zara1", "eth", "speed_clip_weights"], ["zara1", "univ", "speed_clip_weights"],
                 ["zara2", "eth", "speed_clip"], ["hotel", "eth", "faithful_weights"],
@@ -55,8 +61,10 @@ cfg = options({
     # Written before any screen ran (a first screen, rates 0.025-0.4 without a floor, is in benchmarks/HISTORY.md),
     # and kept for every screen since: the candidate of the lowest calibration error averaged over the screens
     # (each the mean of its seeds), among those whose KDE NLL is at most `kde_margin` above the model as trained on
-    # every screen; if that is not below the model as trained's, none.
-    "rule": {"kde_margin": 0.1},
+    # every screen; if that is not below the model as trained's, none. The screens named in class_guard (written
+    # before screen 'odds' ran) also require of a candidate that its calibration errors for standing and for
+    # moving agents, each averaged over the screens, be no higher than the model as trained's.
+    "rule": {"kde_margin": 0.1, "class_guard": ["odds"]},
     "variant": "faithful_weights", "scenes": list(SCENES), "seeds": [0, 1, 2],
     # Screens on a scene with more windows forecast a random share of them, in time order, so that each screen
     # takes minutes: the factor then learns from those forecasts only.
@@ -67,7 +75,7 @@ cfg = options({
 torch.set_num_threads(min(2, torch.get_num_threads()))
 KEYS = ("calibration_error", "calibration_error_standing", "calibration_error_moving", "standing_share", "kde_nll",
         "min_ade_20", "min_fde_20", "min_ade_20_std", "min_fde_20_std", "coverage_50", "coverage_90", "temperature",
-        "final_temperature", "windows")
+        "final_temperature", "factor_1", "windows")
 
 
 def recordings(data: EthUcyDataModule, split: str, keep: int | None, seed: int) -> list:
@@ -80,10 +88,14 @@ def recordings(data: EthUcyDataModule, split: str, keep: int | None, seed: int) 
     return [p.subset(np.sort(rng.permutation(len(p))[:round(len(p) * keep / total)])) for p in parts]
 
 
-def tracker_of(candidate: tuple) -> OnlineTemperature | SpeedClassTemperature:
-    rate, floor, settle, edge = candidate
+def tracker_of(candidate: tuple) -> OnlineTemperature | SpeedClassTemperature | WidthOddsTemperature:
+    rate, floor, settle, edge, odds = candidate
     tracker = (OnlineTemperature(rate, bounds=(floor, 8.0)) if settle is None
                else SettlingTemperature(rate, bounds=(floor, 8.0), settle=settle))
+    if odds is not None:
+        edges = () if edge is None else (edge,)
+        kinds = ("odds", "width") if odds == "standing" else ("odds",) * (len(edges) + 1)
+        return WidthOddsTemperature(edges, kinds, tracker, OnlineTemperature(rate, bounds=tuple(cfg.odds_bounds)))
     return tracker if edge is None else SpeedClassTemperature((edge,), tracker)
 
 
@@ -91,29 +103,24 @@ def scored(sampler_at, parts, candidate: tuple, seed: int) -> dict:
     start = time.perf_counter()
     s = evaluate_online(sampler_at, parts, tracker_of(candidate), kde_samples=cfg.kde_samples,
                         calibration_samples=cfg.calibration_samples, passes=cfg.passes, seed=seed)
-    return {**{k: s[k] for k in KEYS}, "seconds": round(time.perf_counter() - start, 1)}
+    return {**{k: s[k] for k in KEYS if k in s}, "seconds": round(time.perf_counter() - start, 1)}
 
 
 def model_scored(model, parts, candidate: tuple, seed: int) -> dict:
-    """scored for a model, its prior_temperature times each factor, and given back as trained afterwards (a run
-    that started where the last one ended would start from that run's factor)."""
-    base = model.cvae.prior_temperature
-
-    def at(factor: float):
-        model.cvae.prior_temperature = base * factor
-        return model
-    try:
+    """scored for a model, its prior_temperature times each spread factor and its mixture logits divided by each
+    odds factor, and given back as trained afterwards (a run that started where the last one ended would start
+    from that run's factors)."""
+    with width_and_odds(model) as at:
         return scored(at, parts, candidate, seed)
-    finally:
-        model.cvae.prior_temperature = base
 
 
-FIELDS = ("fold", "scene", "model", "seed", "rate", "floor", "settle", "speed_edge", "screen_name")
+FIELDS = ("fold", "scene", "model", "seed", "rate", "floor", "settle", "speed_edge", "odds", "screen_name")
+KNOBS = ("rate", "floor", "settle", "speed_edge", "odds")
 
 
 def full(candidate) -> tuple:
-    """[rate, floor, settle, speed_edge] with the last two none where left out."""
-    return (*candidate, *[None] * (4 - len(candidate)))
+    """[rate, floor, settle, speed_edge, odds] with the last three none where left out."""
+    return (*candidate, *[None] * (len(KNOBS) - len(candidate)))
 
 
 def key_of(run: dict) -> tuple:
@@ -121,7 +128,7 @@ def key_of(run: dict) -> tuple:
 
 
 def candidate_of(run: dict) -> tuple:
-    return tuple(run.get(k) for k in ("rate", "floor", "settle", "speed_edge"))
+    return tuple(run.get(k) for k in KNOBS)
 
 
 def put(results: dict, part: str, run: dict) -> None:
@@ -129,7 +136,7 @@ def put(results: dict, part: str, run: dict) -> None:
 
 
 def fields_of(candidate: tuple) -> dict:
-    return dict(zip(("rate", "floor", "settle", "speed_edge"), candidate))
+    return dict(zip(KNOBS, candidate))
 
 
 def run_line(run: dict) -> str:
@@ -144,16 +151,17 @@ def mean(runs: list, key: str) -> float:
 
 
 def label(candidate: tuple) -> str:
-    rate, floor, settle, edge = full(candidate)
+    rate, floor, settle, edge, odds = full(candidate)
     if rate == 0:
         return "as trained"
     return (f"rate {rate}, floor {floor}" + (f", settle {settle}" if settle is not None else "")
-            + (f", speed classes at {edge}" if edge is not None else ""))
+            + (f", speed classes at {edge}" if edge is not None else "")
+            + {None: "", "all": ", odds", "standing": ", standers' odds"}[odds])
 
 
 def order(candidate: tuple) -> tuple:
-    rate, floor, settle, edge = candidate
-    return rate > 0, settle is not None, edge is not None, -floor, rate
+    rate, floor, settle, edge, odds = candidate
+    return rate > 0, settle is not None, odds is not None, edge is not None, str(odds), -floor, rate
 
 
 results = json.loads(Path(cfg.output).read_text()) if Path(cfg.output).is_file() else {}
@@ -175,7 +183,7 @@ if not cfg.report_only and cfg.stage == "screen":
 elif not cfg.report_only:
     if cfg.rate is None:
         sys.exit("stage=test needs rate=<the rate the screen chose> (and its floor=)")
-    picked = (cfg.rate, cfg.floor, cfg.settle, cfg.speed_edge)
+    picked = (cfg.rate, cfg.floor, cfg.settle, cfg.speed_edge, cfg.odds)
     chosen = [full([0, 1.0]), picked] if cfg.as_trained else [picked]
     for scene in cfg.scenes:
         data = EthUcyDataModule(scene=scene, root=cfg.data)
@@ -220,8 +228,16 @@ def screen_report(name: str, screens: list) -> None:
             mean(cell[(g, c)], "kde_nll") <= mean(cell[(g, trained)], "kde_nll") + cfg.rule.kde_margin
             for g in groups)]
         print("\nAverage calibration error: " + ", ".join(f"{label(c)} {average[c]:.3f}" for c in complete))
+        if all("calibration_error_standing" in r for r in screens):
+            by_class = {c: [np.mean([mean(cell[(g, c)], f"calibration_error_{k}") for g in groups])
+                            for k in ("standing", "moving")] for c in complete}
+            print("Average calibration error standing / moving: "
+                  + ", ".join(f"{label(c)} {s:.3f} / {m:.3f}" for c, (s, m) in by_class.items()))
+            if name in cfg.rule.class_guard:
+                allowed = [c for c in allowed if all(np.array(by_class[c]) <= np.array(by_class[trained]))]
         choice = min(allowed, key=average.get) if allowed else None
-        print(f"Rule (KDE NLL at most {cfg.rule.kde_margin} above the model as trained on every screen): "
+        guard = ("; standing and moving errors no higher than as trained" if name in cfg.rule.class_guard else "")
+        print(f"Rule (KDE NLL at most {cfg.rule.kde_margin} above the model as trained on every screen{guard}): "
               + (label(choice) if choice is not None and average[choice] < average[trained] else "none"))
 
 

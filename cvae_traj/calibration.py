@@ -163,7 +163,10 @@ def online_forecasts(sampler_at: Callable[[float], object], windows: Windows, tr
     """Replay one recording's windows in time: at each step, first hand `tracker` the levels (from the first
     `levels_from` draws' final positions) of the forecasts whose last future step it is, then forecast the windows
     whose last observed step it is, each with `sampler_at(factor of its class)`. Yields (rows, factor of each row,
-    draws (B, K, T, 2)) per step; the truths of windows not yet complete reach nothing but the caller."""
+    draws (B, K, T, 2)) per step; the truths of windows not yet complete reach nothing but the caller.
+
+    A tracker whose `factors` gives several per forecast, (B, F), has each forecast drawn with
+    `sampler_at(*its F factors)` (a spread factor and an odds factor, say) and the (B, F) factors yielded."""
     pending: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}  # end step of each forecast -> (levels, classes)
     for step in np.unique(windows.last_step):
         for done in sorted(s for s in pending if s <= step):
@@ -172,12 +175,13 @@ def online_forecasts(sampler_at: Callable[[float], object], windows: Windows, tr
         rows = np.flatnonzero(windows.last_step == step)
         batch = windows.batch(rows)
         classes = tracker.classes(batch.past)
-        factors = tracker.factors(classes)
+        factors = np.asarray(tracker.factors(classes), dtype=np.float64)
+        settings = factors.reshape(len(rows), -1)
         samples = None
-        for factor in np.unique(factors):
-            part = np.flatnonzero(factors == factor)
-            drawn = sampler_at(float(factor)).sample(batch if len(part) == len(rows) else windows.batch(rows[part]),
-                                                     num_samples)
+        for setting in np.unique(settings, axis=0):
+            part = np.flatnonzero((settings == setting).all(axis=1))
+            drawn = sampler_at(*map(float, setting)).sample(
+                batch if len(part) == len(rows) else windows.batch(rows[part]), num_samples)
             if samples is None:
                 samples = drawn.new_empty((len(rows), *drawn.shape[1:]))
             samples[part] = drawn
@@ -209,7 +213,10 @@ def evaluate_online(sampler_at: Callable[[float], object], recordings: list[Wind
         for rows, factors, samples in online_forecasts(sampler_at, windows, fresh, draws, calibration_samples):
             done = windows.subset(rows)
             future = torch.from_numpy(done.future)
-            values = {"temperature": torch.from_numpy(factors)}
+            settings = factors.reshape(len(rows), -1)
+            values = {"temperature": torch.from_numpy(settings[:, 0])}
+            if settings.shape[1] > 1:  # a second factor (the odds factor of bench/online_trackers' trackers)
+                values.update({f"factor_{i}": torch.from_numpy(settings[:, i]) for i in range(1, settings.shape[1])})
             if kde_samples:
                 values["kde_nll"] = kde_nll(samples[:, :kde_samples], future)
             inside = hdr_coverage(samples[:, :calibration_samples, -1], future[:, -1], calibration_levels)
@@ -233,7 +240,7 @@ def evaluate_online(sampler_at: Callable[[float], object], recordings: list[Wind
     metrics.update(calibration_by_class(classes, calibration_levels))
     best /= count
     k = num_samples
-    final = np.mean(finals, axis=0)
+    final = np.mean(finals, axis=0).reshape(-1)  # per class, each class's factors in turn
     metrics.update({f"min_ade_{k}": float(best[:, 0].mean()), f"min_fde_{k}": float(best[:, 1].mean()),
                     f"min_ade_{k}_std": float(best[:, 0].std()), f"min_fde_{k}_std": float(best[:, 1].std()),
                     "final_temperature": float(final[0]) if len(final) == 1 else [float(f) for f in final],
