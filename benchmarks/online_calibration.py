@@ -30,11 +30,11 @@ import numpy as np
 import torch
 
 from bench.eth_ucy_runner import recorded_checkpoint
-from bench.online_trackers import SettlingTemperature, SpeedClassTemperature, WidthOddsTemperature, width_and_odds
+from bench.online_trackers import SettlingTemperature, SpeedClassTemperature
 from bench.options import options
 from bench.provenance import git_commit, hardware
 from cvae_traj.baselines import GaussianConstantVelocity
-from cvae_traj.calibration import OnlineTemperature, evaluate_online
+from cvae_traj.calibration import OnlineTemperature, WidthOddsTemperature, evaluate_online, width_and_odds
 from cvae_traj.data.eth_ucy import SCENES, EthUcyDataModule
 from cvae_traj.data.windows import make_windows
 from cvae_traj.forecast import load_model
@@ -43,8 +43,9 @@ from cvae_traj.io import write_json
 cfg = options({
     "stage": "screen", "rate": None, "floor": 0.25, "settle": None, "speed_edge": None, "odds": None,
     "odds_bounds": [0.125, 8.0],
-    # stage=test: also score the models and the naive baseline as trained (their benchmark records have them too).
-    "as_trained": True,
+    # stage=test: also score the models and the naive baseline as trained (their benchmark records have them too);
+    # `naive` and `models` false leave the one or the other out (a run split in two to use both cores).
+    "as_trained": True, "naive": True, "models": True,
     # [rate, floor, settle, speed_edge, odds] of each calibration screened; floor is the lowest spread factor
     # allowed: 1 never narrows the draws below the model as trained, 0.25 lets them narrow to a quarter. [0, 1] is
     # the model as trained. settle, speed_edge and odds as above (metres per step: 0.08 is 0.2 m/s at ETH/UCY's 2.5
@@ -189,13 +190,15 @@ elif not cfg.report_only:
         data = EthUcyDataModule(scene=scene, root=cfg.data)
         parts = recordings(data, "test", None, 0)
         naive = GaussianConstantVelocity.fit(data.windows("train"), data.windows("val"))
-        for candidate in [c for c in chosen if c[4] is None]:  # the naive baseline has no modes whose odds to move
+        # The naive baseline runs the same tracker; it has no modes, so an odds factor leaves it as it is.
+        for candidate in chosen if cfg.naive else []:
             run = {"fold": scene, "scene": scene, "model": "naive", "seed": 0, **fields_of(candidate),
                    "commit": git_commit(), "hardware": hardware(1),
-                   **scored(lambda f: naive.with_factor(naive.factor * f), parts, candidate, 0)}
+                   **scored(lambda f, odds=1.0: naive.with_factor(naive.factor * f), parts, candidate, 0)}
             put(results, "test", run)
             print(run_line(run), flush=True)
-        for seed in cfg.seeds:
+            write_json(results, cfg.output)
+        for seed in cfg.seeds if cfg.models else []:
             ckpt = recorded_checkpoint(cfg, cfg.variant, scene, seed)
             model = load_model(ckpt)
             for candidate in chosen:
@@ -246,15 +249,21 @@ for name in sorted({key_of(r)[-1] for r in all_screens}, key=lambda n: n != "rat
     screen_report(name, [r for r in all_screens if key_of(r)[-1] == name])
 tests = results.get("test", [])
 if tests:
-    print("\nTest, every window: calibration error / KDE NLL / minADE_20 / minFDE_20 (models: mean over seeds; "
-          "best of 20 over 5 passes); mean factor\n")
-    print("| scene | model | calibration | seeds | calibration error | KDE NLL | minADE_20 / minFDE_20 | factor |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\nTest, every window: calibration error (pooled, and standing / moving where recorded) / KDE NLL / "
+          "minADE_20 / minFDE_20 (models: mean over seeds; best of 20 over 5 passes); mean factor (spread, and odds "
+          "where it moves)\n")
+    print("| scene | model | calibration | seeds | calibration error | standing / moving | KDE NLL | "
+          "minADE_20 / minFDE_20 | factor |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for scene in SCENES:
         for name in sorted({r["model"] for r in tests if r["scene"] == scene}):
             for c in sorted({candidate_of(r) for r in tests if r["scene"] == scene and r["model"] == name}, key=order):
                 runs = [r for r in tests if (r["scene"], r["model"]) == (scene, name) and candidate_of(r) == c]
                 spread = np.std([r["calibration_error"] for r in runs])
+                classes = (f"{mean(runs, 'calibration_error_standing'):.3f} / "
+                           f"{mean(runs, 'calibration_error_moving'):.3f}"
+                           if all("calibration_error_standing" in r for r in runs) else "")
+                odds = f", {mean(runs, 'factor_1'):.2f}" if all("factor_1" in r for r in runs) else ""
                 print(f"| {scene} | {name} | {label(c)} | {len(runs)} | {mean(runs, 'calibration_error'):.3f} ± "
-                      f"{spread:.3f} | {mean(runs, 'kde_nll'):.2f} | {mean(runs, 'min_ade_20'):.3f} / "
-                      f"{mean(runs, 'min_fde_20'):.3f} | {mean(runs, 'temperature'):.2f} |")
+                      f"{spread:.3f} | {classes} | {mean(runs, 'kde_nll'):.2f} | {mean(runs, 'min_ade_20'):.3f} / "
+                      f"{mean(runs, 'min_fde_20'):.3f} | {mean(runs, 'temperature'):.2f}{odds} |")

@@ -21,10 +21,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from bench.online_trackers import WidthOddsTemperature, width_and_odds
 from bench.options import options
 from bench.provenance import git_commit, hardware
-from cvae_traj.calibration import OnlineTemperature, online_forecasts
+from cvae_traj.calibration import (OnlineTemperature, WidthOddsTemperature, draw_by_factors, online_forecasts,
+                                   width_and_odds)
 from cvae_traj.data.windows import make_windows
 from cvae_traj.forecast import load_model
 from cvae_traj.io import write_json
@@ -61,15 +61,7 @@ class ByClass:
         return self.model.parameters()
 
     def sample(self, batch, num_samples: int) -> torch.Tensor:
-        settings = self.tracker.factors(self.tracker.classes(batch.past.cpu()))
-        out = None
-        for setting in np.unique(settings, axis=0):
-            part = torch.from_numpy(np.flatnonzero((settings == setting).all(axis=1)))
-            drawn = self.at(*map(float, setting)).sample(batch.select(part) if len(part) < len(batch) else batch,
-                                                         num_samples)
-            out = drawn.new_empty((len(batch), *drawn.shape[1:])) if out is None else out
-            out[part] = drawn
-        return out
+        return draw_by_factors(self.at, self.tracker.factors(self.tracker.classes(batch.past)), batch, num_samples)
 
 
 def checkpoint(world: str, seed: int) -> tuple[Path, list]:

@@ -20,12 +20,15 @@ the truth entered the region of its draws (metrics.hdr_level: uniform on [0, 1] 
 for too narrow ones) and moves the log of the factor by `rate` times the mean level less 0.5. Only what has
 happened by the time of a forecast reaches it: `evaluate_online` replays recordings so, forecasting each window
 at its last observed step with the factor of that moment and handing its level over 12 steps later, when its
-future is complete.
+future is complete. `WidthOddsTemperature` keeps one factor per class of agents by speed: for agents standing
+still it moves the odds of the prior's modes (the model's prior_odds divides its mixture logits), for walkers
+the spread, since a stander's draws are off by how likely it is to set off, which no spread factor reaches.
 """
 from __future__ import annotations
 
 import logging
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
@@ -41,7 +44,7 @@ from cvae_traj.baselines import CALIBRATION_LEVELS
 from cvae_traj.cli import KNOWN_FUTURES_OPTIONS, checkpoint_output, known_windows, run_or_exit
 from cvae_traj.data.windows import Windows
 from cvae_traj.errors import CheckpointError, InputError
-from cvae_traj.evaluation import calibration_by_class, evaluate_samples, standing
+from cvae_traj.evaluation import STANDING_STEP, calibration_by_class, evaluate_samples, standing
 from cvae_traj.forecast import load_model
 from cvae_traj.io import atomic_path
 from cvae_traj.metrics import hdr_coverage, hdr_level, kde_nll, min_ade, min_fde
@@ -158,6 +161,115 @@ class OnlineTemperature:
         return replace(self, temperature=self.start)
 
 
+@dataclass
+class WidthOddsTemperature:
+    """Online calibration per class of agents by observed speed (the last observed step split at `edges`, in the
+    tracks' units per step): each class has its own OnlineTemperature, moved by that class's levels alone, that
+    acts on the spread of its draws (kind "width": the prior's standard deviations, as OnlineTemperature does) or
+    on the odds of the prior's modes (kind "odds": its mixture logits divided by the factor; above 1 the modes'
+    odds even out, below 1 they sharpen). `factors` gives each forecast's (width, odds), the one its class does
+    not move at 1; width_and_odds applies them to a model.
+
+    The defaults are those chosen on ETH/UCY's unseen-scene screens (benchmarks/online_calibration.py, screen
+    'odds'): agents standing (last step under evaluation.STANDING_STEP) get their odds of setting off calibrated,
+    within (1/8, 8), and walkers their width, never narrower than as trained. A stander's draws are too wide or
+    too narrow by how often the model thinks it sets off, which no spread factor reaches; a walker's by its width.
+    """
+
+    edges: tuple[float, ...] = (STANDING_STEP,)
+    kinds: tuple[str, ...] = ("odds", "width")
+    width: OnlineTemperature = field(default_factory=OnlineTemperature)
+    odds: OnlineTemperature = field(default_factory=lambda: OnlineTemperature(bounds=(0.125, 8.0)))
+    trackers: list[OnlineTemperature] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.edges, self.kinds = tuple(float(e) for e in self.edges), tuple(self.kinds)
+        if any(not e > 0 for e in self.edges) or list(self.edges) != sorted(set(self.edges)):
+            raise InputError(f"speed class edges must be positive and increasing, got {self.edges!r}")
+        if len(self.kinds) != len(self.edges) + 1 or set(self.kinds) - {"width", "odds"}:
+            raise InputError(f"one kind, 'width' or 'odds', per speed class: {len(self.edges) + 1} for edges "
+                             f"{self.edges!r}, got {self.kinds!r}")
+        self.trackers = [(self.width if kind == "width" else self.odds).fresh() for kind in self.kinds]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.trackers)
+
+    def classes(self, past: Tensor) -> np.ndarray:
+        """The class of each forecast (B,) from its observed track (B, T_obs, 2)."""
+        speed = torch.linalg.vector_norm(past[:, -1] - past[:, -2], dim=-1).cpu().numpy()
+        return np.searchsorted(np.asarray(self.edges), speed, side="right")
+
+    def factors(self, classes: np.ndarray) -> np.ndarray:
+        """(B, 2): each forecast's (width, odds) now."""
+        out = np.ones((len(classes), 2))
+        for c, (kind, tracker) in enumerate(zip(self.kinds, self.trackers)):
+            out[np.asarray(classes) == c, int(kind == "odds")] = tracker.temperature
+        return out
+
+    def observe(self, levels, classes) -> list[float]:
+        """Move each class's factor by the levels of that class's forecasts completed at one step; -> the factors."""
+        levels, classes = np.asarray(levels, dtype=np.float64).reshape(-1), np.asarray(classes).reshape(-1)
+        if len(classes) != len(levels):
+            raise InputError(f"{len(levels)} levels with {len(classes)} classes")
+        for c, tracker in enumerate(self.trackers):
+            tracker.observe(levels[classes == c])
+        return [t.temperature for t in self.trackers]
+
+    def fresh(self) -> WidthOddsTemperature:
+        """A copy as it was made, before any observation."""
+        return WidthOddsTemperature(self.edges, self.kinds, self.width, self.odds)
+
+
+@contextmanager
+def width_and_odds(models, sampler=None) -> Iterator[Callable[..., object]]:
+    """sampler_at(width, odds=1) for online_forecasts over `models` (a model, or several sampled together): each
+    model's prior_temperature times `width` and its prior_odds set to `odds`; returns `sampler` (where another
+    object draws with those models: a NewcomerRouter) or the first model. The models as they were on leaving."""
+    models = list(models) if isinstance(models, (list, tuple)) else [models]
+    base = [(m.cvae.prior_temperature, m.cvae.prior_odds) for m in models]
+
+    def at(width: float, odds: float = 1.0):
+        for m, (t, _) in zip(models, base):
+            m.cvae.prior_temperature, m.cvae.prior_odds = t * width, odds
+        return models[0] if sampler is None else sampler
+    try:
+        yield at
+    finally:
+        for m, (t, o) in zip(models, base):
+            m.cvae.prior_temperature, m.cvae.prior_odds = t, o
+
+
+def draw_by_factors(sampler_at: Callable[..., object], settings: np.ndarray, batch, num_samples: int) -> Tensor:
+    """`num_samples` draws per agent of `batch` (B, K, T, 2), agent b with `sampler_at(*settings[b])`: the agents
+    of each setting (a row of the (B,) or (B, F) factors) drawn together."""
+    settings = np.asarray(settings, dtype=np.float64).reshape(len(batch), -1)
+    samples = None
+    for setting in np.unique(settings, axis=0):
+        part = np.flatnonzero((settings == setting).all(axis=1))
+        drawn = sampler_at(*map(float, setting)).sample(
+            batch if len(part) == len(batch) else batch.select(torch.from_numpy(part)), num_samples)
+        if samples is None:
+            samples = drawn.new_empty((len(batch), *drawn.shape[1:]))
+        samples[torch.from_numpy(part).to(drawn.device)] = drawn
+    return samples
+
+
+class ClassSampler:
+    """Draws each agent with the factors its class has in `tracker` now (draw_by_factors), for code that samples
+    through one object (forecast.sample_batches, LiveForecaster); the classes of the agents drawn so far are in
+    `drawn_classes`, in the order drawn."""
+
+    def __init__(self, sampler_at: Callable[..., object], tracker, device: torch.device | None = None) -> None:
+        self.sampler_at, self.tracker, self.device, self.drawn_classes = sampler_at, tracker, device, []
+
+    def sample(self, batch, num_samples: int) -> Tensor:
+        classes = self.tracker.classes(batch.past)
+        self.drawn_classes.append(classes)
+        batch = batch if self.device is None else batch.to(self.device)
+        return draw_by_factors(self.sampler_at, self.tracker.factors(classes), batch, num_samples)
+
+
 def online_forecasts(sampler_at: Callable[[float], object], windows: Windows, tracker: OnlineTemperature,
                      num_samples: int, levels_from: int) -> Iterator[tuple[np.ndarray, np.ndarray, Tensor]]:
     """Replay one recording's windows in time: at each step, first hand `tracker` the levels (from the first
@@ -176,15 +288,7 @@ def online_forecasts(sampler_at: Callable[[float], object], windows: Windows, tr
         batch = windows.batch(rows)
         classes = tracker.classes(batch.past)
         factors = np.asarray(tracker.factors(classes), dtype=np.float64)
-        settings = factors.reshape(len(rows), -1)
-        samples = None
-        for setting in np.unique(settings, axis=0):
-            part = np.flatnonzero((settings == setting).all(axis=1))
-            drawn = sampler_at(*map(float, setting)).sample(
-                batch if len(part) == len(rows) else windows.batch(rows[part]), num_samples)
-            if samples is None:
-                samples = drawn.new_empty((len(rows), *drawn.shape[1:]))
-            samples[part] = drawn
+        samples = draw_by_factors(sampler_at, factors, batch, num_samples)
         pending.setdefault(int(step) + windows.pred_len, []).append(
             (hdr_level(samples[:, :levels_from, -1], batch.future[:, -1]).numpy(), classes))
         yield rows, factors, samples

@@ -20,12 +20,14 @@ positions are the forecaster's guess, not observations: `bridged` counts them.
 For a stream without gaps, each frame's futures equal `predict_futures` on the table of all frames so far, for
 the same torch seed (tested).
 
-Calibrating as it goes: with `calibration=OnlineTemperature()` the forecaster widens its draws at a site whose
-walkers its model did not train on (calibration.OnlineTemperature; with a floor below 1 in its bounds it narrows
-them too). Each agent forecast at step s and present again at step s + T_pred tells it the highest-density level
-at which the agent's position entered the region of its draws' final positions (metrics.hdr_level, scored
-exchangeably: unbiased from 20 draws); the factor that moves multiplies the model's prior_temperature for the next
-forecasts, and the model is given back as it was after each. Only positions already seen reach it.
+Calibrating as it goes: with `calibration=WidthOddsTemperature()` the forecaster calibrates its draws at a site
+whose walkers its model did not train on: the odds that a standing agent sets off, and the width of a walker's
+draws (calibration.WidthOddsTemperature; `OnlineTemperature()` moves one width factor for everyone). Each agent
+forecast at step s and present again at step s + T_pred tells its class's factor the highest-density level at
+which the agent's position entered the region of its draws' final positions (metrics.hdr_level, scored
+exchangeably: unbiased from 20 draws); the factors multiply the model's prior_temperature and divide its mixture
+logits (prior_odds) for the next forecasts, and the model is given back as it was after each. Only positions
+already seen reach it.
 
 Bad rows (a missing column, a non-numeric, NaN or infinite position, an agent twice
 in one frame, a frame off the grid or not after the last) raise InputError naming the frame and the agent, and
@@ -39,7 +41,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cvae_traj.calibration import OnlineTemperature
+from cvae_traj.calibration import ClassSampler, OnlineTemperature, WidthOddsTemperature, width_and_odds
 from cvae_traj.data.current import FrameAgents, trailing_run
 from cvae_traj.data.tracks import TrackTable, _checked_columns, _column_names, _id, _num
 from cvae_traj.errors import InputError
@@ -72,15 +74,16 @@ class LiveForecaster:
             futures either way, to float rounding.
         newcomer_model: a model trained with model.min_history, for the agents seen fewer than T_obs steps; those
             seen T_obs steps keep `model`'s futures (forecast.NewcomerRouter).
-        calibration: an OnlineTemperature to keep the draws calibrated on this stream (module docstring; faithful
-            draws from the torch runtime only). It keeps its factor across reset(), as the site is the same.
+        calibration: a WidthOddsTemperature or OnlineTemperature to keep the draws calibrated on this stream
+            (module docstring; faithful draws from the torch runtime only). It keeps its factors across reset(),
+            as the site is the same.
     """
 
     def __init__(self, model: TrajectoryCVAE, num_samples: int = 20, cluster_from: int | None = None,
                  frame_step: float = 1.0, max_gap: int = 2, columns: Mapping[str, str] | None = None,
                  batch_size: int = 1024, neighbour_budget: int = 2**16, min_history: int | None = None,
                  runtime: str = "torch", newcomer_model: TrajectoryCVAE | None = None,
-                 calibration: OnlineTemperature | None = None) -> None:
+                 calibration: WidthOddsTemperature | OnlineTemperature | None = None) -> None:
         self.model = model.eval()
         if runtime not in ("torch", "onnxruntime"):
             raise InputError(f"runtime must be 'torch' or 'onnxruntime', got {runtime!r}")
@@ -94,8 +97,9 @@ class LiveForecaster:
         if cluster_from is not None and cluster_from < num_samples:
             raise InputError(f"cluster_from ({cluster_from}) must be at least num_samples ({num_samples})")
         self.num_samples, self.cluster_from, self.frame_step, self.max_gap = num_samples, cluster_from, frame_step, max_gap
-        if calibration is not None and not isinstance(calibration, OnlineTemperature):
-            raise InputError(f"live calibration takes one OnlineTemperature, got {type(calibration).__name__}")
+        if calibration is not None and not isinstance(calibration, (WidthOddsTemperature, OnlineTemperature)):
+            raise InputError(f"live calibration takes a WidthOddsTemperature or an OnlineTemperature, got "
+                             f"{type(calibration).__name__}")
         if calibration is not None and (cluster_from is not None or runtime != "torch" or num_samples < 2):
             raise InputError("online calibration needs faithful draws from the torch runtime, at least 2 per agent "
                              "(no cluster_from)")
@@ -122,7 +126,8 @@ class LiveForecaster:
         self._pos = np.zeros((0, length, 2), dtype=np.float32)  # ring: step s at index s % obs_len
         self._at = np.zeros((0, length), dtype=np.int64)  # the step each ring entry holds (_NONE: none)
         self._seen = np.zeros(0, dtype=np.int64)  # last step the agent was present
-        self._open: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # step a forecast ends -> (ids, finals (A, K, 2))
+        # step a forecast ends -> (ids, finals (A, K, 2), calibration class of each)
+        self._open: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     @property
     def agents(self) -> list:
@@ -140,25 +145,21 @@ class LiveForecaster:
         if self.calibration is None:
             return self._forecast(step, ids)
         self._check_forecasts(step, ids, xy)
-        base = [m.cvae.prior_temperature for m in self._models]
-        try:
-            for m, t in zip(self._models, base):
-                m.cvae.prior_temperature = t * self.calibration.temperature
-            futures = self._forecast(step, ids)
-        finally:
-            for m, t in zip(self._models, base):
-                m.cvae.prior_temperature = t
+        with width_and_odds(self._models, self.sampler) as at:
+            drawer = ClassSampler(at, self.calibration, device=next(self.model.parameters()).device)
+            futures = self._forecast(step, ids, drawer)
         finals = futures[futures["step"] == self.pred_len]
         if len(finals):
             self._open[step + self.pred_len] = (finals["agent_id"].to_numpy()[::self.num_samples],
-                                                finals[["x", "y"]].to_numpy().reshape(-1, self.num_samples, 2))
+                                                finals[["x", "y"]].to_numpy().reshape(-1, self.num_samples, 2),
+                                                np.concatenate(drawer.drawn_classes))
         return futures
 
     def _check_forecasts(self, step: int, ids: np.ndarray, xy: np.ndarray) -> None:
         """Hand the calibration the levels of the forecasts that end at this step, for the agents present in it;
         forecasts that ended at a step without a frame are dropped unchecked."""
         for done in [s for s in self._open if s <= step]:
-            forecast_ids, finals = self._open.pop(done)
+            forecast_ids, finals, classes = self._open.pop(done)
             if done < step or not len(ids):
                 continue
             where = pd.Index(ids).get_indexer(forecast_ids)
@@ -166,7 +167,7 @@ class LiveForecaster:
             if seen.any():
                 truth = torch.from_numpy(xy[where[seen]].astype(finals.dtype))
                 levels = hdr_level(torch.from_numpy(finals[seen]), truth, exchangeable=True)
-                self.calibration.observe(levels.numpy())
+                self.calibration.observe(levels.numpy(), classes[seen])
 
     def _step_of(self, frame: float) -> int:
         try:
@@ -240,7 +241,8 @@ class LiveForecaster:
             self._at[i, step % self.obs_len] = step
             self._seen[i] = step
 
-    def _forecast(self, step: int, ids: np.ndarray) -> pd.DataFrame:
+    def _forecast(self, step: int, ids: np.ndarray, sampler=None) -> pd.DataFrame:
+        """The futures of the agents of `ids` ready to be forecast, drawn by `sampler` (None: the forecaster's)."""
         if len(ids) == 0 or not self._ids:
             return pd.DataFrame({c: [] for c in FUTURE_COLUMNS})
         order = np.argsort(pd.factorize(np.asarray(self._ids, dtype=object), sort=True)[0], kind="stable")
@@ -263,13 +265,13 @@ class LiveForecaster:
         agent_ids = np.asarray(self._ids)[order][rows]
         with torch.no_grad():
             return pd.concat(list(sample_batches(self.model, agent_ids, frames, agents, self.num_samples, size,
-                                                 self.cluster_from, self.sampler)), ignore_index=True)
+                                                 self.cluster_from, sampler or self.sampler)), ignore_index=True)
 
 
 def replay(model: TrajectoryCVAE, table: TrackTable, num_samples: int = 20, cluster_from: int | None = None,
            max_gap: int = 2, min_history: int | None = None,
            newcomer_model: TrajectoryCVAE | None = None,
-           calibration: OnlineTemperature | None = None) -> Iterator[tuple[int, pd.DataFrame]]:
+           calibration: WidthOddsTemperature | OnlineTemperature | None = None) -> Iterator[tuple[int, pd.DataFrame]]:
     """A recorded table fed to a LiveForecaster step by step, as if live: (step, futures) for every grid step
     from the first at which an agent is forecast to the table's last (futures empty where no one is). Seed
     with torch.manual_seed for repeatable futures."""

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from cvae_traj import LiveForecaster, OnlineTemperature, TrajectoryCVAE, predict_futures
+from cvae_traj import LiveForecaster, OnlineTemperature, TrajectoryCVAE, WidthOddsTemperature, predict_futures
 from cvae_traj.data.synthetic import junction_tracks
 from cvae_traj.errors import InputError
 
@@ -137,6 +137,32 @@ def test_onnxruntime_draws_the_futures_torch_draws():
         LiveForecaster(model, runtime="tensorflow")
 
 
+def test_live_odds_calibration_moves_the_standers_odds_by_standers_alone_and_leaves_the_model_as_it_was(
+        synthetic_run):
+    model = synthetic_run[0]
+    walkers = junction_tracks(40, seed=5)
+    rng = np.random.default_rng(1)
+    frames = np.sort(walkers["frame"].unique())
+    standers = []
+    for i in range(40):  # stand 8 steps, then wander off 0.6 m a step in a random direction, one after another
+        start = frames[(3 * i) % max(1, len(frames) - 20)]
+        xy = np.zeros((20, 2)) + rng.uniform(-5, 5, size=2)
+        xy[8:] += np.cumsum(rng.normal(0, 0.6, size=(12, 2)), axis=0)
+        standers.append(pd.DataFrame({"frame": start + np.arange(20), "agent_id": 10_000 + i, "x": xy[:, 0],
+                                      "y": xy[:, 1]}))
+    tracks = pd.concat([walkers, *standers], ignore_index=True)
+    tracker = WidthOddsTemperature()
+    live = LiveForecaster(model, num_samples=20, calibration=tracker)
+    torch.manual_seed(0)
+    for frame, rows in stream(tracks):
+        live.update(frame, rows)
+        assert model.cvae.prior_odds == 1.0 and model.cvae.prior_temperature == 1.0  # given back after each
+    standing, walking = tracker.trackers
+    assert standing.observed >= 20 and walking.observed > 100
+    assert standing.temperature > 2.0  # the standers set off far more often, and further, than the model thinks
+    assert walking.temperature < 1.5  # the junction's walkers are as trained: their levels do not move the width
+
+
 def test_online_calibration_widens_the_draws_on_walkers_wider_than_trained_and_leaves_the_model_as_it_was(
         synthetic_run):
     model = synthetic_run[0]
@@ -165,7 +191,15 @@ def test_online_calibration_widens_the_draws_on_walkers_wider_than_trained_and_l
         expected = plain.update(frame, rows)
         torch.manual_seed(int(frame))
         pd.testing.assert_frame_equal(still.update(frame, rows), expected)
+    odds_still = LiveForecaster(model, num_samples=5, calibration=WidthOddsTemperature(
+        width=OnlineTemperature(rate=0), odds=OnlineTemperature(rate=0)))
+    plain = LiveForecaster(model, num_samples=5)
+    for frame, rows in list(stream(clean))[:40]:
+        torch.manual_seed(int(frame))
+        expected = plain.update(frame, rows)
+        torch.manual_seed(int(frame))
+        pd.testing.assert_frame_equal(odds_still.update(frame, rows), expected)
     with pytest.raises(InputError, match="online calibration needs faithful draws"):
         LiveForecaster(model, num_samples=5, cluster_from=20, calibration=OnlineTemperature())
-    with pytest.raises(InputError, match="live calibration takes one OnlineTemperature, got float"):
+    with pytest.raises(InputError, match="live calibration takes a WidthOddsTemperature or an OnlineTemperature, got float"):
         LiveForecaster(model, num_samples=5, calibration=0.2)

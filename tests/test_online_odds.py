@@ -1,14 +1,14 @@
-"""Calibrating the odds of a model's modes online (bench.online_trackers: WidthOddsTemperature, width_and_odds):
-a stander's draws are wide or narrow by how often it sets off, which a factor on the spread cannot reach."""
+"""Calibrating the odds of a model's modes online (cvae_traj.calibration: WidthOddsTemperature, width_and_odds,
+prior_odds): a stander's draws are wide or narrow by how often it sets off, which a factor on the spread cannot
+reach."""
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from types import SimpleNamespace
 
-from bench.online_trackers import WidthOddsTemperature, width_and_odds
 from cvae_traj import TrajectoryBatch, TrajectoryCVAE
-from cvae_traj.calibration import OnlineTemperature, evaluate_online
+from cvae_traj.calibration import OnlineTemperature, WidthOddsTemperature, evaluate_online, width_and_odds
 from cvae_traj.data.tracks import validate_tracks
 from cvae_traj.data.windows import make_windows
 from cvae_traj.errors import InputError
@@ -111,5 +111,5 @@ def test_width_and_odds_tempers_a_mixture_prior_and_gives_the_model_back_as_it_w
         at(1.0, 0.25)  # below 1: the likeliest mode gains
         sharp = model.cvae.prior(context).mixture_distribution.probs
         assert (sharp.max(-1).values > before.mixture_distribution.probs.max(-1).values).all()
-    assert "prior" not in vars(model.cvae) and model.cvae.prior_temperature == 1.0
+    assert model.cvae.prior_odds == 1.0 and model.cvae.prior_temperature == 1.0
     torch.testing.assert_close(model.cvae.prior(context).mixture_distribution.probs, before.mixture_distribution.probs)

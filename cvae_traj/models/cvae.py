@@ -46,6 +46,9 @@ class ConditionalVAE(nn.Module):
         self.obs_len, self.pred_len, self.dt, self.latent_dim = obs_len, pred_len, dt, latent_dim
         self.prior_components, self.heading_frame, self.speed_frame = prior_components, heading_frame, speed_frame
         self.prior_temperature, self.min_history = prior_temperature, min_history
+        # Divides the prior's mixture logits when sampling (latent.temper); 1 as trained. Not a hyper-parameter:
+        # online calibration (cvae_traj.calibration) moves it while forecasting.
+        self.prior_odds = 1.0
         self.history_encoder = HistoryEncoder(hidden_dim, observed_flag=min_history < obs_len)
         context_dim = self.history_encoder.out_dim
         self.social_encoder = SocialEncoder(obs_len, hidden_dim, hidden_dim) if social else None
@@ -108,8 +111,9 @@ class ConditionalVAE(nn.Module):
 
     def prior(self, context: Tensor) -> Distribution:
         """p(z | x) as the model samples it: the prior net's, every standard deviation times prior_temperature
-        (1 as trained; cvae_traj.calibration fits another on recorded tracks), the mixture weights unchanged."""
-        return temper(self.prior_net(context), self.prior_temperature)
+        (1 as trained; cvae_traj.calibration fits another on recorded tracks), the mixture logits divided by
+        prior_odds (1 as trained: the odds unchanged; online calibration moves it)."""
+        return temper(self.prior_net(context), self.prior_temperature, self.prior_odds)
 
     def frame_to_metres_nll(self, scale: Tensor | None) -> Tensor | float:
         """Nats to add to an NLL of the future in the speed frame to get it in metres: -log |d frame / d world|

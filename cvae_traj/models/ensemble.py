@@ -50,6 +50,15 @@ class EnsembleVAE(nn.Module):
         for member in self.members:
             member.prior_temperature = value
 
+    @property
+    def prior_odds(self) -> float:
+        return self.members[0].prior_odds
+
+    @prior_odds.setter
+    def prior_odds(self, value: float) -> None:
+        for member in self.members:
+            member.prior_odds = value
+
     def forward(self, batch: TrajectoryBatch | Tensor, num_samples: int = 20) -> Tensor:
         return self.sample(batch, num_samples=num_samples)
 

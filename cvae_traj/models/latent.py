@@ -56,17 +56,22 @@ class PriorNet(nn.Module):
                                  validate_args=False)  # event (D,), batch (B,); components (B, C)
 
 
-def temper(prior: Independent | MixtureSameFamily, factor: float) -> Independent | MixtureSameFamily:
-    """The prior with every component's standard deviation multiplied by `factor`, its means and mixture weights
-    (each mode's odds) unchanged: wider (factor > 1) or narrower futures within each mode. factor 1 returns
-    `prior` itself."""
-    if factor == 1:
+def temper(prior: Independent | MixtureSameFamily, factor: float,
+           odds: float = 1.0) -> Independent | MixtureSameFamily:
+    """The prior with every component's standard deviation multiplied by `factor`, its means unchanged: wider
+    (factor > 1) or narrower futures within each mode. A mixture's logits are divided by `odds`: above 1 the
+    modes' odds even out (more draws in the modes it thought unlikely: a stander setting off), below 1 they
+    sharpen towards the likeliest; 1 keeps each mode's odds. factor and odds 1 return `prior` itself."""
+    if factor == 1 and odds == 1:
         return prior
     if isinstance(prior, Independent):
         base = prior.base_dist
-        return Independent(Normal(base.loc, base.scale * factor, validate_args=False), 1, validate_args=False)
-    return MixtureSameFamily(prior.mixture_distribution, temper(prior.component_distribution, factor),
-                             validate_args=False)
+        return prior if factor == 1 else Independent(Normal(base.loc, base.scale * factor, validate_args=False), 1,
+                                                     validate_args=False)
+    weights = prior.mixture_distribution
+    if odds != 1:
+        weights = Categorical(logits=weights.logits / odds, validate_args=False)
+    return MixtureSameFamily(weights, temper(prior.component_distribution, factor), validate_args=False)
 
 
 def prior_draw(prior: Independent | MixtureSameFamily, noise: Tensor) -> Tensor:
