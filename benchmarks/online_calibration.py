@@ -245,7 +245,7 @@ def screen_report(name: str, screens: list) -> None:
 
 
 all_screens = results.get("screen", [])
-for name in sorted({key_of(r)[-1] for r in all_screens}, key=lambda n: n != "rates"):
+for name in sorted(dict.fromkeys(key_of(r)[-1] for r in all_screens), key=lambda n: n != "rates"):  # as run
     screen_report(name, [r for r in all_screens if key_of(r)[-1] == name])
 tests = results.get("test", [])
 if tests:
