@@ -303,7 +303,8 @@ def evaluate_online(sampler_at: Callable[[float], object], recordings: list[Wind
     passes * num_samples) draws per window: KDE NLL of the first kde_samples (0: skipped), calibration of the
     first calibration_samples' final positions (at least 2; the levels the tracker learns from are theirs), and
     best of `num_samples` over `passes` disjoint sets (mean, and std over passes). Also the factor each window was
-    forecast with, averaged, and the factor each recording ended with (of each class), averaged."""
+    forecast with, averaged (`temperature`; with several factors per forecast the first, and `factor_1` ... the
+    others), and the factors each recording ended with (of each class in turn), averaged."""
     if calibration_samples < 2:
         raise InputError("online calibration needs at least 2 draws per window for the levels of its truths")
     draws = max(kde_samples, calibration_samples, passes * num_samples)
