@@ -27,13 +27,14 @@ calibration of 500 draws' final positions, KDE NLL of 2000, best of 20 over 5 di
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from bench.eth_ucy_runner import recorded_checkpoint
-from bench.online_trackers import SettlingTemperature, SpeedClassTemperature, StandersSpreadTemperature
+from bench.online_trackers import SettlingTemperature, SpeedClassTemperature
 from bench.options import options
 from bench.provenance import git_commit, hardware
 from cvae_traj.baselines import GaussianConstantVelocity
@@ -99,10 +100,10 @@ def tracker_of(candidate: tuple) -> OnlineTemperature | SpeedClassTemperature | 
     tracker = (OnlineTemperature(rate, bounds=(floor, 8.0)) if settle is None
                else SettlingTemperature(rate, bounds=(floor, 8.0), settle=settle))
     odds_tracker = OnlineTemperature(rate, bounds=tuple(cfg.odds_bounds))
-    if stand_floor is not None:
-        kinds = ("odds", "width") if odds == "standing" else ("width", "width")
-        return StandersSpreadTemperature((edge,), kinds, tracker, odds_tracker,
-                                         OnlineTemperature(rate, bounds=(stand_floor, 8.0)))
+    if stand_floor is not None:  # the standers' own spread factor, beside an odds factor that stays 1 without odds
+        return WidthOddsTemperature((edge,), ("both", "width"), tracker,
+                                    odds_tracker if odds == "standing" else replace(odds_tracker, rate=0.0),
+                                    OnlineTemperature(rate, bounds=(stand_floor, 8.0)))
     if odds is not None:
         edges = () if edge is None else (edge,)
         kinds = ("odds", "width") if odds == "standing" else ("odds",) * (len(edges) + 1)

@@ -2,6 +2,7 @@
 
     python benchmarks/online_known_odds.py                       # odds, one factor: every world, seeds 0-2
     python benchmarks/online_known_odds.py speed_edge=0.08 odds=standing 'worlds=[stop_go]'
+    python benchmarks/online_known_odds.py speed_edge=0.08 odds=standing stand_floor=0.25   # the package's default
 
 benchmarks/online_calibration.py moves the odds of a model's modes (the prior's mixture logits divided by a factor)
 from its own completed forecasts on ETH/UCY, where no one knows the odds. Here they are known. For each world and
@@ -31,7 +32,9 @@ from cvae_traj.io import write_json
 from cvae_traj.odds import evaluate_odds
 from cvae_traj.training import train
 
+# stand_floor (with speed_edge and odds=standing): the standers also get a spread factor of their own, this its floor
 cfg = options({"rate": 0.2, "floor": 1.0, "speed_edge": None, "odds": "all", "odds_bounds": [0.125, 8.0],
+               "stand_floor": None,
                "variant": "default", "seeds": [0, 1, 2], "worlds": ["junction", "junction_skewed", "speed_odds", "stop_go"],
                "draws": 1000, "calibration_samples": 200, "runs_dir": "benchmarks/runs/known_odds",
                "records": "benchmarks/results/runs/known_odds", "threads": 2,
@@ -42,8 +45,13 @@ torch.set_num_threads(cfg.threads)
 def tracker_of() -> WidthOddsTemperature:
     edges = () if cfg.speed_edge is None else (cfg.speed_edge,)
     kinds = ("odds", "width") if cfg.odds == "standing" else ("odds",) * (len(edges) + 1)
+    if cfg.stand_floor is not None:
+        if cfg.odds != "standing" or not edges:
+            raise SystemExit("stand_floor needs speed_edge= and odds=standing")
+        kinds = ("both", "width")
     return WidthOddsTemperature(edges, kinds, OnlineTemperature(cfg.rate, bounds=(cfg.floor, 8.0)),
-                                OnlineTemperature(cfg.rate, bounds=tuple(cfg.odds_bounds)))
+                                OnlineTemperature(cfg.rate, bounds=tuple(cfg.odds_bounds)),
+                                OnlineTemperature(cfg.rate, bounds=(cfg.stand_floor or 0.25, 8.0)))
 
 
 class ByClass:
@@ -74,7 +82,8 @@ def checkpoint(world: str, seed: int) -> tuple[Path, list]:
 
 out = Path(cfg.output)
 results = json.loads(out.read_text()) if out.is_file() else {}
-label = f"rate {cfg.rate}, odds {cfg.odds}" + (f", speed classes at {cfg.speed_edge}" if cfg.speed_edge else "")
+label = (f"rate {cfg.rate}, odds {cfg.odds}" + (f", speed classes at {cfg.speed_edge}" if cfg.speed_edge else "")
+         + (f", standers' width floor {cfg.stand_floor}" if cfg.stand_floor is not None else ""))
 with initialize_config_dir(str(Path("conf").resolve()), version_base="1.3"):
     for world in cfg.worlds:
         for seed in cfg.seeds:

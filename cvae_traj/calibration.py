@@ -20,9 +20,10 @@ the truth entered the region of its draws (metrics.hdr_level: uniform on [0, 1] 
 for too narrow ones) and moves the log of the factor by `rate` times the mean level less 0.5. Only what has
 happened by the time of a forecast reaches it: `evaluate_online` replays recordings so, forecasting each window
 at its last observed step with the factor of that moment and handing its level over 12 steps later, when its
-future is complete. `WidthOddsTemperature` keeps one factor per class of agents by speed: for agents standing
-still it moves the odds of the prior's modes (the model's prior_odds divides its mixture logits), for walkers
-the spread, since a stander's draws are off by how likely it is to set off, which no spread factor reaches.
+future is complete. `WidthOddsTemperature` keeps factors per class of agents by speed: for agents standing
+still it moves the odds of the prior's modes (the model's prior_odds divides its mixture logits) and their
+spread, for walkers the spread, since a stander's draws are off by how likely it is to set off, which no spread
+factor reaches.
 """
 from __future__ import annotations
 
@@ -164,32 +165,37 @@ class OnlineTemperature:
 @dataclass
 class WidthOddsTemperature:
     """Online calibration per class of agents by observed speed (the last observed step split at `edges`, in the
-    tracks' units per step): each class has its own OnlineTemperature, moved by that class's levels alone, that
-    acts on the spread of its draws (kind "width": the prior's standard deviations, as OnlineTemperature does) or
-    on the odds of the prior's modes (kind "odds": its mixture logits divided by the factor; above 1 the modes'
-    odds even out, below 1 they sharpen). `factors` gives each forecast's (width, odds), the one its class does
-    not move at 1; width_and_odds applies them to a model.
+    tracks' units per step): each class has its own factors, moved by that class's levels alone. A class of kind
+    "width" has a spread factor (`width`: the prior's standard deviations, as OnlineTemperature does); one of kind
+    "odds" a factor on the odds of the prior's modes (`odds`: its mixture logits divided by the factor; above 1 the
+    modes' odds even out, below 1 they sharpen); one of kind "both" an odds factor and a spread factor of its own
+    (`both_width`), each moved by the same levels. `factors` gives each forecast's (width, odds), a factor its class
+    does not have at 1; width_and_odds applies them to a model. `width`, `odds` and `both_width` are templates:
+    each class starts from a fresh copy.
 
-    The defaults are those chosen on ETH/UCY's unseen-scene screens (benchmarks/online_calibration.py, screen
-    'odds'): agents standing (last step under evaluation.STANDING_STEP) get their odds of setting off calibrated,
-    within (1/8, 8), and walkers their width, never narrower than as trained. A stander's draws are too wide or
-    too narrow by how often the model thinks it sets off, which no spread factor reaches; a walker's by its width.
+    The defaults are those chosen on ETH/UCY's unseen-scene screens (benchmarks/online_calibration.py, screens
+    'odds' and 'stand_width'): agents standing (last step under evaluation.STANDING_STEP) get their odds of setting
+    off calibrated, within (1/8, 8), and their spread, free to narrow to a quarter; walkers their spread, never
+    narrower than as trained. A stander's draws are off by how often the model thinks it sets off, which no spread
+    factor reaches, and by how far it goes when it does; a walker's by its width.
     """
 
     edges: tuple[float, ...] = (STANDING_STEP,)
-    kinds: tuple[str, ...] = ("odds", "width")
+    kinds: tuple[str, ...] = ("both", "width")
     width: OnlineTemperature = field(default_factory=OnlineTemperature)
     odds: OnlineTemperature = field(default_factory=lambda: OnlineTemperature(bounds=(0.125, 8.0)))
-    trackers: list[OnlineTemperature] = field(init=False, repr=False)
+    both_width: OnlineTemperature = field(default_factory=lambda: OnlineTemperature(bounds=(0.25, 8.0)))
+    trackers: list[tuple[OnlineTemperature | None, OnlineTemperature | None]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.edges, self.kinds = tuple(float(e) for e in self.edges), tuple(self.kinds)
         if any(not e > 0 for e in self.edges) or list(self.edges) != sorted(set(self.edges)):
             raise InputError(f"speed class edges must be positive and increasing, got {self.edges!r}")
-        if len(self.kinds) != len(self.edges) + 1 or set(self.kinds) - {"width", "odds"}:
-            raise InputError(f"one kind, 'width' or 'odds', per speed class: {len(self.edges) + 1} for edges "
+        if len(self.kinds) != len(self.edges) + 1 or set(self.kinds) - {"width", "odds", "both"}:
+            raise InputError(f"one kind, 'width', 'odds' or 'both', per speed class: {len(self.edges) + 1} for edges "
                              f"{self.edges!r}, got {self.kinds!r}")
-        self.trackers = [(self.width if kind == "width" else self.odds).fresh() for kind in self.kinds]
+        templates = {"width": (self.width, None), "odds": (None, self.odds), "both": (self.both_width, self.odds)}
+        self.trackers = [tuple(None if t is None else t.fresh() for t in templates[kind]) for kind in self.kinds]
 
     @property
     def num_classes(self) -> int:
@@ -202,23 +208,24 @@ class WidthOddsTemperature:
 
     def factors(self, classes: np.ndarray) -> np.ndarray:
         """(B, 2): each forecast's (width, odds) now."""
-        out = np.ones((len(classes), 2))
-        for c, (kind, tracker) in enumerate(zip(self.kinds, self.trackers)):
-            out[np.asarray(classes) == c, int(kind == "odds")] = tracker.temperature
-        return out
+        now = np.array([[1.0 if t is None else t.temperature for t in pair] for pair in self.trackers])
+        return now[np.asarray(classes, dtype=np.int64)]
 
-    def observe(self, levels, classes) -> list[float]:
-        """Move each class's factor by the levels of that class's forecasts completed at one step; -> the factors."""
+    def observe(self, levels, classes) -> np.ndarray:
+        """Move each class's factors by the levels of that class's forecasts completed at one step; -> each class's
+        (width, odds), (C, 2)."""
         levels, classes = np.asarray(levels, dtype=np.float64).reshape(-1), np.asarray(classes).reshape(-1)
         if len(classes) != len(levels):
             raise InputError(f"{len(levels)} levels with {len(classes)} classes")
-        for c, tracker in enumerate(self.trackers):
-            tracker.observe(levels[classes == c])
-        return [t.temperature for t in self.trackers]
+        for c, pair in enumerate(self.trackers):
+            for tracker in pair:
+                if tracker is not None:
+                    tracker.observe(levels[classes == c])
+        return self.factors(np.arange(self.num_classes))
 
     def fresh(self) -> WidthOddsTemperature:
         """A copy as it was made, before any observation."""
-        return WidthOddsTemperature(self.edges, self.kinds, self.width, self.odds)
+        return WidthOddsTemperature(self.edges, self.kinds, self.width, self.odds, self.both_width)
 
 
 @contextmanager

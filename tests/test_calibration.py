@@ -12,7 +12,7 @@ import torch
 from omegaconf import OmegaConf
 
 from cvae_traj import TrajectoryBatch, TrajectoryCVAE
-from bench.online_trackers import SettlingTemperature, SpeedClassTemperature, StandersSpreadTemperature
+from bench.online_trackers import SettlingTemperature, SpeedClassTemperature
 from cvae_traj.calibration import (TEMPERATURES, OnlineTemperature, calibrate, evaluate_online, fit_prior_temperature,
                                    online_forecasts)
 from cvae_traj.data.synthetic import junction_tracks
@@ -285,30 +285,13 @@ def test_a_factor_per_speed_class_calibrates_standers_and_walkers_that_one_facto
     past = torch.tensor([[[0.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.5, 0.0]], [[0.0, 0.0], [3.0, 4.0]]])
     assert tracker.classes(past).tolist() == [0, 1, 2]
     assert tracker.observe([1.0, 1.0], [1, 1])[1] > 1.0  # class 1's levels move class 1's factor only
-    assert tracker.trackers[0].temperature == tracker.trackers[2].temperature == 1.0
+    assert tracker.factors(np.array([0, 2])).tolist() == [1.0, 1.0]
     assert tracker.fresh().factors(np.array([0, 1, 2])).tolist() == [1.0, 1.0, 1.0]
     with pytest.raises(InputError, match="2 levels with 1 classes"):
         tracker.observe([0.5, 0.5], [0])
     for bad in ((), (0.5, 0.1), (0.0,)):
         with pytest.raises(InputError, match="positive and increasing"):
             SpeedClassTemperature(bad)
-
-
-def test_standers_own_spread_factor_moves_beside_their_odds_by_their_levels_and_below_the_walkers_floor():
-    tracker = StandersSpreadTemperature((0.05,), ("odds", "width"), OnlineTemperature(0.2, bounds=(1.0, 8.0)),
-                                        OnlineTemperature(0.2, bounds=(0.125, 8.0)),
-                                        OnlineTemperature(0.2, bounds=(0.25, 8.0)))
-    for _ in range(40):  # standers' draws far too wide, walkers' far too narrow
-        tracker.observe([0.0, 0.0, 1.0], [0, 0, 1])
-    (stand_width, stand_odds), (walk_width, walk_odds) = tracker.factors(np.array([0, 1])).tolist()
-    assert stand_width == 0.25 and stand_odds == 0.125  # both narrow, the width to its own floor
-    assert walk_width == 8.0 and walk_odds == 1.0  # the walkers' levels move the walkers' width alone
-    assert tracker.fresh().factors(np.array([0, 1])).tolist() == [[1.0, 1.0], [1.0, 1.0]]
-    widths = StandersSpreadTemperature((0.05,), ("width", "width"), OnlineTemperature(0.2, bounds=(1.0, 8.0)),
-                                       OnlineTemperature(), OnlineTemperature(0.2, bounds=(0.25, 8.0)))
-    for _ in range(40):
-        widths.observe([0.0], [0])
-    assert widths.factors(np.array([0, 1])).tolist() == [[0.25, 1.0], [1.0, 1.0]]  # no odds factor for standers
 
 
 def test_calibration_is_also_given_apart_for_standers_and_walkers_whose_opposite_errors_the_pooled_one_hides():

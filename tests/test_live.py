@@ -157,9 +157,10 @@ def test_live_odds_calibration_moves_the_standers_odds_by_standers_alone_and_lea
     for frame, rows in stream(tracks):
         live.update(frame, rows)
         assert model.cvae.prior_odds == 1.0 and model.cvae.prior_temperature == 1.0  # given back after each
-    standing, walking = tracker.trackers
-    assert standing.observed >= 20 and walking.observed > 100
+    (standing_width, standing), (walking, no_odds) = tracker.trackers
+    assert no_odds is None and standing.observed == standing_width.observed >= 20 and walking.observed > 100
     assert standing.temperature > 2.0  # the standers set off far more often, and further, than the model thinks
+    assert standing_width.temperature > 1.0  # and go further than their modes' spread: the same levels widen it
     assert walking.temperature < 1.5  # the junction's walkers are as trained: their levels do not move the width
 
 

@@ -1,6 +1,8 @@
 """Calibrating the odds of a model's modes online (cvae_traj.calibration: WidthOddsTemperature, width_and_odds,
 prior_odds): a stander's draws are wide or narrow by how often it sets off, which a factor on the spread cannot
 reach."""
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -90,10 +92,27 @@ def test_each_speed_class_moves_its_own_kind_of_factor():
     assert tracker.fresh().factors(classes).tolist() == [[1.0, 1.0], [1.0, 1.0]]
     with pytest.raises(InputError, match="2 levels with 1 classes"):
         tracker.observe([0.5, 0.5], [0])
-    with pytest.raises(InputError, match="one kind, 'width' or 'odds', per speed class"):
+    with pytest.raises(InputError, match="one kind, 'width', 'odds' or 'both', per speed class"):
         WidthOddsTemperature((0.08,), ("odds",))
     with pytest.raises(InputError, match="one kind"):
         WidthOddsTemperature((), ("spread",))
+
+
+def test_standers_of_kind_both_move_their_odds_and_their_own_spread_below_the_walkers_floor():
+    tracker = WidthOddsTemperature()  # the defaults: standers "both" (spread floor 1/4), walkers "width" (floor 1)
+    assert tracker.kinds == ("both", "width")
+    for _ in range(40):  # standers' draws far too wide, walkers' far too narrow
+        tracker.observe([0.0, 0.0, 1.0], [0, 0, 1])
+    (stand_width, stand_odds), (walk_width, walk_odds) = tracker.factors(np.array([0, 1])).tolist()
+    assert stand_width == 0.25 and stand_odds == 0.125  # both narrow, each to its own bound
+    assert walk_width == 8.0 and walk_odds == 1.0  # the walkers' levels move the walkers' width alone
+    assert tracker.fresh().factors(np.array([0, 1])).tolist() == [[1.0, 1.0], [1.0, 1.0]]
+    widening = WidthOddsTemperature(both_width=OnlineTemperature(0.2, bounds=(0.25, 8.0)),
+                                    odds=OnlineTemperature(0.2, bounds=(0.125, 2.0)))
+    for _ in range(10):  # standers' truths far out: their odds even out to the bound, and the width goes on
+        widening.observe([1.0], [0])
+    width, odds = widening.factors(np.array([0]))[0]
+    assert odds == 2.0 and width == pytest.approx(math.exp(1.0))
 
 
 def test_width_and_odds_tempers_a_mixture_prior_and_gives_the_model_back_as_it_was():

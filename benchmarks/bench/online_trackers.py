@@ -1,7 +1,7 @@
 """Online calibrations screened by benchmarks/online_calibration.py that the package does not ship, kept so that
 the screen can be run again (benchmarks/HISTORY.md, "Online calibration"): neither beat
-cvae_traj.calibration.OnlineTemperature's defaults on the unseen-scene screens (screen 'settle'). Screen 'odds'
-ran cvae_traj.calibration.WidthOddsTemperature's kinds, and chose its defaults."""
+cvae_traj.calibration.OnlineTemperature's defaults on the unseen-scene screens (screen 'settle'). Screens 'odds' and
+'stand_width' ran cvae_traj.calibration.WidthOddsTemperature's kinds, and chose its defaults."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,30 +47,3 @@ class SpeedClassTemperature(WidthOddsTemperature):
     def fresh(self) -> SpeedClassTemperature:
         return SpeedClassTemperature(self.edges, self.width)
 
-
-class StandersSpreadTemperature(WidthOddsTemperature):
-    """WidthOddsTemperature whose standers (class 0, slower than the first edge) have a spread factor of their own,
-    `standing_width` (with its own bounds), moved by their levels: beside their odds factor where their kind is
-    "odds" (a stander's draws can be off both in how likely it is to set off and in how far it goes), in place of
-    the walkers' copy where it is "width"."""
-
-    def __init__(self, edges: tuple[float, ...], kinds: tuple[str, ...], width: OnlineTemperature,
-                 odds: OnlineTemperature, standing_width: OnlineTemperature) -> None:
-        if not tuple(edges):
-            raise InputError("standers need a speed class edge")
-        super().__init__(tuple(edges), tuple(kinds), width, odds)
-        self.standing_width = standing_width.fresh()
-
-    def factors(self, classes: np.ndarray) -> np.ndarray:
-        out = super().factors(classes)
-        out[np.asarray(classes) == 0, 0] = self.standing_width.temperature
-        return out
-
-    def observe(self, levels, classes) -> list[float]:
-        factors = super().observe(levels, classes)
-        levels, classes = np.asarray(levels, dtype=np.float64).reshape(-1), np.asarray(classes).reshape(-1)
-        self.standing_width.observe(levels[classes == 0])
-        return factors
-
-    def fresh(self) -> StandersSpreadTemperature:
-        return StandersSpreadTemperature(self.edges, self.kinds, self.width, self.odds, self.standing_width)
