@@ -21,8 +21,9 @@ For a stream without gaps, each frame's futures equal `predict_futures` on the t
 the same torch seed (tested).
 
 Calibrating as it goes: with `calibration=WidthOddsTemperature()` the forecaster calibrates its draws at a site
-whose walkers its model did not train on: the odds that a standing agent sets off, and the width of a walker's
-draws (calibration.WidthOddsTemperature; `OnlineTemperature()` moves one width factor for everyone). Each agent
+whose walkers its model did not train on: the odds that a standing agent sets off and the spread of its draws,
+and the width of a walker's (calibration.WidthOddsTemperature; `OnlineTemperature()` moves one width factor for
+everyone). Each agent
 forecast at step s and present again at step s + T_pred tells its class's factor the highest-density level at
 which the agent's position entered the region of its draws' final positions (metrics.hdr_level, scored
 exchangeably: unbiased from 20 draws); the factors multiply the model's prior_temperature and divide its mixture
