@@ -101,6 +101,8 @@ def tracker_of(candidate: tuple) -> OnlineTemperature | SpeedClassTemperature | 
                else SettlingTemperature(rate, bounds=(floor, 8.0), settle=settle))
     odds_tracker = OnlineTemperature(rate, bounds=tuple(cfg.odds_bounds))
     if stand_floor is not None:  # the standers' own spread factor, beside an odds factor that stays 1 without odds
+        if edge is None:
+            sys.exit("stand_floor needs speed_edge=, the edge below which agents are standers")
         return WidthOddsTemperature((edge,), ("both", "width"), tracker,
                                     odds_tracker if odds == "standing" else replace(odds_tracker, rate=0.0),
                                     OnlineTemperature(rate, bounds=(stand_floor, 8.0)))

@@ -46,4 +46,3 @@ class SpeedClassTemperature(WidthOddsTemperature):
 
     def fresh(self) -> SpeedClassTemperature:
         return SpeedClassTemperature(self.edges, self.width)
-
