@@ -2,7 +2,7 @@
 
     python benchmarks/online_calibration.py stage=screen      # unseen-scene validation: which calibration
     python benchmarks/online_calibration.py stage=test rate=R floor=F [settle=S] [speed_edge=E] [odds=O] \
-        [stand_floor=G]  # test
+        [stand_floor=G] [stand_rate=Q]  # test
     python benchmarks/online_calibration.py report_only=true  # the tables, from benchmarks/results/
 
 cvae_traj.calibration.OnlineTemperature replays each recording in time: every window is forecast at its last
@@ -17,7 +17,8 @@ one factor) and `odds` (none: every factor scales the prior's spread; "all": eve
 logits instead, moving the odds of its modes, within `odds_bounds`; "standing": the standers' factor does, the
 walkers' scales the spread) and `stand_floor` (with speed classes, a spread factor of the standers' own with this
 floor, beside their odds factor where `odds` is "standing"; none: standers have none beside their odds, or the
-walkers' floor) on the unseen-scene screens of
+walkers' floor) and `stand_rate` (the rate of the standers' own factors, with stand_floor; none: `rate`) on the
+unseen-scene screens of
 benchmarks/scene_shift.py (each fold's model on a scene it never trained or validated on; the test scene never
 read), by the rule in `rule` below, written before any screen ran. Rate 0 is the model as trained, scored the same
 way. stage=test scores the benchmark's runs of `variant` (benchmarks/results/runs/<variant>/), as trained and
@@ -46,7 +47,7 @@ from cvae_traj.io import write_json
 
 cfg = options({
     "stage": "screen", "rate": None, "floor": 0.25, "settle": None, "speed_edge": None, "odds": None,
-    "stand_floor": None,
+    "stand_floor": None, "stand_rate": None,
     "odds_bounds": [0.125, 8.0],
     # stage=test: also score the models and the naive baseline as trained (their benchmark records have them too);
     # `naive` and `models` false leave the one or the other out (a run split in two to use both cores).
@@ -57,10 +58,11 @@ cfg = options({
     # steps a second). The screen named `screen_name` runs these; earlier screens stay in the results under their
     # own names (screen 'settle' ran [0, 1], [0.2, 1], [0.2, 1, 200], [0.2, 0.25, 200], [0.2, 1, 200, 0.08] and
     # [0.2, 0.25, 200, 0.08]; screen 'odds' [0, 1], [0.2, 1], [0.2, 1, None, None, "all"],
-    # [0.2, 1, None, 0.08, "all"] and [0.2, 1, None, 0.08, "standing"], whose last the package ships).
-    "screen_name": "stand_width",
-    "candidates": [[0, 1], [0.2, 1, None, 0.08, "standing"], [0.2, 1, None, 0.08, None, 0.25],
-                   [0.2, 1, None, 0.08, "standing", 1], [0.2, 1, None, 0.08, "standing", 0.25]],
+    # [0.2, 1, None, 0.08, "all"] and [0.2, 1, None, 0.08, "standing"]; screen 'stand_width' [0, 1],
+    # [0.2, 1, None, 0.08, "standing"], [0.2, 1, None, 0.08, None, 0.25], [0.2, 1, None, 0.08, "standing", 1] and
+    # [0.2, 1, None, 0.08, "standing", 0.25], whose last the package ships).
+    "screen_name": "stand_rate",
+    "candidates": [[0, 1], [0.2, 1, None, 0.08, "standing", 0.25], [0.2, 1, None, 0.08, "standing", 0.25, 0.6]],
     # The unseen-scene screens: (fold, unseen scene, the variant its screens were trained as), seeds 0-2 each.
     "screens": [["zara1", "eth", "speed_clip_weights"], ["zara1", "univ", "speed_clip_weights"],
                 ["zara2", "eth", "speed_clip"], ["hotel", "eth", "faithful_weights"],
@@ -71,7 +73,7 @@ cfg = options({
     # every screen; if that is not below the model as trained's, none. The screens named in class_guard (written
     # before screen 'odds' ran) also require of a candidate that its calibration errors for standing and for
     # moving agents, each averaged over the screens, be no higher than the model as trained's.
-    "rule": {"kde_margin": 0.1, "class_guard": ["odds", "stand_width"]},
+    "rule": {"kde_margin": 0.1, "class_guard": ["odds", "stand_width", "stand_rate"]},
     "variant": "faithful_weights", "scenes": list(SCENES), "seeds": [0, 1, 2],
     # Screens on a scene with more windows forecast a random share of them, in time order, so that each screen
     # takes minutes: the factor then learns from those forecasts only.
@@ -96,16 +98,17 @@ def recordings(data: EthUcyDataModule, split: str, keep: int | None, seed: int) 
 
 
 def tracker_of(candidate: tuple) -> OnlineTemperature | SpeedClassTemperature | WidthOddsTemperature:
-    rate, floor, settle, edge, odds, stand_floor = candidate
+    rate, floor, settle, edge, odds, stand_floor, stand_rate = candidate
     tracker = (OnlineTemperature(rate, bounds=(floor, 8.0)) if settle is None
                else SettlingTemperature(rate, bounds=(floor, 8.0), settle=settle))
     odds_tracker = OnlineTemperature(rate, bounds=tuple(cfg.odds_bounds))
     if stand_floor is not None:  # the standers' own spread factor, beside an odds factor that stays 1 without odds
         if edge is None:
             sys.exit("stand_floor needs speed_edge=, the edge below which agents are standers")
+        own = rate if stand_rate is None else stand_rate
         return WidthOddsTemperature((edge,), ("both", "width"), tracker,
-                                    odds_tracker if odds == "standing" else replace(odds_tracker, rate=0.0),
-                                    OnlineTemperature(rate, bounds=(stand_floor, 8.0)))
+                                    replace(odds_tracker, rate=own if odds == "standing" else 0.0),
+                                    OnlineTemperature(own, bounds=(stand_floor, 8.0)))
     if odds is not None:
         edges = () if edge is None else (edge,)
         kinds = ("odds", "width") if odds == "standing" else ("odds",) * (len(edges) + 1)
@@ -129,12 +132,12 @@ def model_scored(model, parts, candidate: tuple, seed: int) -> dict:
 
 
 FIELDS = ("fold", "scene", "model", "seed", "rate", "floor", "settle", "speed_edge", "odds", "stand_floor",
-          "screen_name")
-KNOBS = ("rate", "floor", "settle", "speed_edge", "odds", "stand_floor")
+          "stand_rate", "screen_name")
+KNOBS = ("rate", "floor", "settle", "speed_edge", "odds", "stand_floor", "stand_rate")
 
 
 def full(candidate) -> tuple:
-    """[rate, floor, settle, speed_edge, odds, stand_floor] with the last four none where left out."""
+    """[rate, floor, settle, speed_edge, odds, stand_floor, stand_rate] with the last five none where left out."""
     return (*candidate, *[None] * (len(KNOBS) - len(candidate)))
 
 
@@ -166,19 +169,20 @@ def mean(runs: list, key: str) -> float:
 
 
 def label(candidate: tuple) -> str:
-    rate, floor, settle, edge, odds, stand_floor = full(candidate)
+    rate, floor, settle, edge, odds, stand_floor, stand_rate = full(candidate)
     if rate == 0:
         return "as trained"
     return (f"rate {rate}, floor {floor}" + (f", settle {settle}" if settle is not None else "")
             + (f", speed classes at {edge}" if edge is not None else "")
             + {None: "", "all": ", odds", "standing": ", standers' odds"}[odds]
-            + (f", standers' width floor {stand_floor}" if stand_floor is not None else ""))
+            + (f", standers' width floor {stand_floor}" if stand_floor is not None else "")
+            + (f", standers' rate {stand_rate}" if stand_rate is not None else ""))
 
 
 def order(candidate: tuple) -> tuple:
-    rate, floor, settle, edge, odds, stand_floor = candidate
+    rate, floor, settle, edge, odds, stand_floor, stand_rate = candidate
     return (rate > 0, settle is not None, odds is not None, edge is not None, str(odds), stand_floor is not None,
-            -(stand_floor or 0), -floor, rate)
+            -(stand_floor or 0), stand_rate or 0, -floor, rate)
 
 
 results = json.loads(Path(cfg.output).read_text()) if Path(cfg.output).is_file() else {}
@@ -200,7 +204,7 @@ if not cfg.report_only and cfg.stage == "screen":
 elif not cfg.report_only:
     if cfg.rate is None:
         sys.exit("stage=test needs rate=<the rate the screen chose> (and its floor=)")
-    picked = (cfg.rate, cfg.floor, cfg.settle, cfg.speed_edge, cfg.odds, cfg.stand_floor)
+    picked = (cfg.rate, cfg.floor, cfg.settle, cfg.speed_edge, cfg.odds, cfg.stand_floor, cfg.stand_rate)
     chosen = [full([0, 1.0]), picked] if cfg.as_trained else [picked]
     for scene in cfg.scenes:
         data = EthUcyDataModule(scene=scene, root=cfg.data)
