@@ -23,12 +23,11 @@ the same torch seed (tested).
 Calibrating as it goes: with `calibration=WidthOddsTemperature()` the forecaster calibrates its draws at a site
 whose walkers its model did not train on: the odds that a standing agent sets off and the spread of its draws,
 and the width of a walker's (calibration.WidthOddsTemperature; `OnlineTemperature()` moves one width factor for
-everyone). Each agent
-forecast at step s and present again at step s + T_pred tells its class's factor the highest-density level at
-which the agent's position entered the region of its draws' final positions (metrics.hdr_level, scored
-exchangeably: unbiased from 20 draws); the factors multiply the model's prior_temperature and divide its mixture
-logits (prior_odds) for the next forecasts, and the model is given back as it was after each. Only positions
-already seen reach it.
+everyone). Each agent forecast at step s and present again at step s + T_pred tells its class's factors the
+highest-density level at which the agent's position entered the region of its draws' final positions
+(metrics.hdr_level, scored exchangeably: unbiased from 20 draws); the factors multiply the model's
+prior_temperature and divide its mixture logits (prior_odds) for the next forecasts, and the model is given back
+as it was after each. Only positions already seen reach it.
 
 Bad rows (a missing column, a non-numeric, NaN or infinite position, an agent twice
 in one frame, a frame off the grid or not after the last) raise InputError naming the frame and the agent, and
