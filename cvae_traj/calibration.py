@@ -133,16 +133,23 @@ class OnlineTemperature:
         """How far log(factor) moves per unit of (mean level - 0.5) at the next observation."""
         return self.rate
 
-    def observe(self, levels, classes=None) -> float:
+    # No tracker of this kind reads whether agents set off (WidthOddsTemperature.set_off): callers hand it none.
+    set_off = None
+
+    def observe(self, levels, classes=None, departures=None) -> float:
         """Move the factor by the levels (each in [0, 1]) of the forecasts completed at one step; -> the factor.
-        `classes` (those of `classes()`) are all one class here."""
+        `classes` (those of `classes()`) are all one class here; `departures` are not read."""
         levels = np.asarray(levels, dtype=np.float64).reshape(-1)
         if len(levels):
             if np.isnan(levels).any() or levels.min() < 0 or levels.max() > 1:
                 raise InputError("highest-density levels must lie in [0, 1]")
-            self.temperature = float(np.clip(math.exp(math.log(self.temperature) + self.step() * (levels.mean() - 0.5)),
-                                             *self.bounds))
-            self.observed += len(levels)
+            self.nudge(levels.mean() - 0.5, len(levels))
+        return self.temperature
+
+    def nudge(self, signal: float, count: int) -> float:
+        """Move log(factor) by step() times `signal` (learnt from `count` forecasts), within the bounds."""
+        self.temperature = float(np.clip(math.exp(math.log(self.temperature) + self.step() * signal), *self.bounds))
+        self.observed += count
         return self.temperature
 
     @property
@@ -185,12 +192,15 @@ class WidthOddsTemperature:
     width: OnlineTemperature = field(default_factory=OnlineTemperature)
     odds: OnlineTemperature = field(default_factory=lambda: OnlineTemperature(bounds=(0.125, 8.0)))
     both_width: OnlineTemperature = field(default_factory=lambda: OnlineTemperature(bounds=(0.25, 8.0)))
+    set_off: float | None = None
     trackers: list[tuple[OnlineTemperature | None, OnlineTemperature | None]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.edges, self.kinds = tuple(float(e) for e in self.edges), tuple(self.kinds)
         if any(not e > 0 for e in self.edges) or list(self.edges) != sorted(set(self.edges)):
             raise InputError(f"speed class edges must be positive and increasing, got {self.edges!r}")
+        if self.set_off is not None and not self.set_off > 0:
+            raise InputError(f"the distance at which an agent has set off must be positive, got {self.set_off!r}")
         if len(self.kinds) != len(self.edges) + 1 or set(self.kinds) - {"width", "odds", "both"}:
             raise InputError(f"one kind, 'width', 'odds' or 'both', per speed class: {len(self.edges) + 1} for edges "
                              f"{self.edges!r}, got {self.kinds!r}")
@@ -211,21 +221,44 @@ class WidthOddsTemperature:
         now = np.array([[1.0 if t is None else t.temperature for t in pair] for pair in self.trackers])
         return now[np.asarray(classes, dtype=np.int64)]
 
-    def observe(self, levels, classes) -> np.ndarray:
+    def observe(self, levels, classes, departures=None) -> np.ndarray:
         """Move each class's factors by the levels of that class's forecasts completed at one step; -> each class's
-        (width, odds), (C, 2)."""
+        (width, odds), (C, 2). With `set_off`, `departures` (B, 2) of those forecasts (calibration.departures:
+        whether each agent set off, and its draws' share that did) move the odds factors instead of the levels:
+        log(odds) by the odds' rate times the share of the class's agents that set off less their draws' mean share.
+        Above 1 the factor evens out the modes' odds, so this raises the odds of setting off where staying is a
+        stander's likeliest mode, as it is for standers."""
         levels, classes = np.asarray(levels, dtype=np.float64).reshape(-1), np.asarray(classes).reshape(-1)
         if len(classes) != len(levels):
             raise InputError(f"{len(levels)} levels with {len(classes)} classes")
-        for c, pair in enumerate(self.trackers):
-            for tracker in pair:
-                if tracker is not None:
-                    tracker.observe(levels[classes == c])
+        if self.set_off is not None:
+            if departures is None:
+                raise InputError("a tracker with set_off needs the departures of the forecasts it observes")
+            departures = np.asarray(departures, dtype=np.float64).reshape(-1, 2)
+            if len(departures) != len(levels):
+                raise InputError(f"{len(levels)} levels with {len(departures)} departures")
+        for c, (width, odds) in enumerate(self.trackers):
+            mine = classes == c
+            if width is not None:
+                width.observe(levels[mine])
+            if odds is not None and self.set_off is None:
+                odds.observe(levels[mine])
+            elif odds is not None and mine.any():
+                odds.nudge(float(departures[mine, 0].mean() - departures[mine, 1].mean()), int(mine.sum()))
         return self.factors(np.arange(self.num_classes))
 
     def fresh(self) -> WidthOddsTemperature:
         """A copy as it was made, before any observation."""
-        return WidthOddsTemperature(self.edges, self.kinds, self.width, self.odds, self.both_width)
+        return WidthOddsTemperature(self.edges, self.kinds, self.width, self.odds, self.both_width, self.set_off)
+
+
+def departures(draws: Tensor, truth: Tensor, origin: Tensor, distance: float) -> np.ndarray:
+    """(B, 2): whether each agent's `truth` (B, 2) lies more than `distance` from its `origin` (B, 2), its last
+    observed position, and the share of its `draws` (B, K, 2) that do: what WidthOddsTemperature.set_off reads."""
+    origin = origin.to(draws.dtype).unsqueeze(1)
+    went = torch.linalg.vector_norm(truth.to(draws.dtype).unsqueeze(1) - origin, dim=-1)[:, 0] > distance
+    drawn = (torch.linalg.vector_norm(draws - origin, dim=-1) > distance).double().mean(dim=1)
+    return torch.stack([went.double(), drawn], dim=1).cpu().numpy()
 
 
 @contextmanager
@@ -286,18 +319,23 @@ def online_forecasts(sampler_at: Callable[[float], object], windows: Windows, tr
 
     A tracker whose `factors` gives several per forecast, (B, F), has each forecast drawn with
     `sampler_at(*its F factors)` (a spread factor and an odds factor, say) and the (B, F) factors yielded."""
-    pending: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}  # end step of each forecast -> (levels, classes)
+    # end step of each forecast -> (levels, classes, departures or None)
+    pending: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]] = {}
+    set_off = getattr(tracker, "set_off", None)
     for step in np.unique(windows.last_step):
         for done in sorted(s for s in pending if s <= step):
-            done_levels, done_classes = zip(*pending.pop(done))
-            tracker.observe(np.concatenate(done_levels), np.concatenate(done_classes))
+            done_levels, done_classes, done_departures = zip(*pending.pop(done))
+            tracker.observe(np.concatenate(done_levels), np.concatenate(done_classes),
+                            None if set_off is None else np.concatenate(done_departures))
         rows = np.flatnonzero(windows.last_step == step)
         batch = windows.batch(rows)
         classes = tracker.classes(batch.past)
         factors = np.asarray(tracker.factors(classes), dtype=np.float64)
         samples = draw_by_factors(sampler_at, factors, batch, num_samples)
+        finals, truths = samples[:, :levels_from, -1], batch.future[:, -1]
         pending.setdefault(int(step) + windows.pred_len, []).append(
-            (hdr_level(samples[:, :levels_from, -1], batch.future[:, -1]).numpy(), classes))
+            (hdr_level(finals, truths).numpy(), classes,
+             None if set_off is None else departures(finals, truths, batch.past[:, -1], set_off)))
         yield rows, factors, samples
 
 

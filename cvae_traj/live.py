@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cvae_traj.calibration import ClassSampler, OnlineTemperature, WidthOddsTemperature, width_and_odds
+from cvae_traj.calibration import ClassSampler, OnlineTemperature, WidthOddsTemperature, departures, width_and_odds
 from cvae_traj.data.current import FrameAgents, trailing_run
 from cvae_traj.data.tracks import TrackTable, _checked_columns, _column_names, _id, _num
 from cvae_traj.errors import InputError
@@ -126,8 +126,8 @@ class LiveForecaster:
         self._pos = np.zeros((0, length, 2), dtype=np.float32)  # ring: step s at index s % obs_len
         self._at = np.zeros((0, length), dtype=np.int64)  # the step each ring entry holds (_NONE: none)
         self._seen = np.zeros(0, dtype=np.int64)  # last step the agent was present
-        # step a forecast ends -> (ids, finals (A, K, 2), calibration class of each)
-        self._open: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        # step a forecast ends -> (ids, finals (A, K, 2), calibration class of each, position when forecast (A, 2))
+        self._open: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
 
     @property
     def agents(self) -> list:
@@ -150,24 +150,28 @@ class LiveForecaster:
             futures = self._forecast(step, ids, drawer)
         finals = futures[futures["step"] == self.pred_len]
         if len(finals):
-            self._open[step + self.pred_len] = (finals["agent_id"].to_numpy()[::self.num_samples],
+            forecast_ids = finals["agent_id"].to_numpy()[::self.num_samples]
+            self._open[step + self.pred_len] = (forecast_ids,
                                                 finals[["x", "y"]].to_numpy().reshape(-1, self.num_samples, 2),
-                                                np.concatenate(drawer.drawn_classes))
+                                                np.concatenate(drawer.drawn_classes),
+                                                xy[pd.Index(ids).get_indexer(forecast_ids)])
         return futures
 
     def _check_forecasts(self, step: int, ids: np.ndarray, xy: np.ndarray) -> None:
         """Hand the calibration the levels of the forecasts that end at this step, for the agents present in it;
         forecasts that ended at a step without a frame are dropped unchecked."""
         for done in [s for s in self._open if s <= step]:
-            forecast_ids, finals, classes = self._open.pop(done)
+            forecast_ids, finals, classes, origins = self._open.pop(done)
             if done < step or not len(ids):
                 continue
             where = pd.Index(ids).get_indexer(forecast_ids)
             seen = where >= 0
             if seen.any():
-                truth = torch.from_numpy(xy[where[seen]].astype(finals.dtype))
-                levels = hdr_level(torch.from_numpy(finals[seen]), truth, exchangeable=True)
-                self.calibration.observe(levels.numpy(), classes[seen])
+                truth, draws = torch.from_numpy(xy[where[seen]].astype(finals.dtype)), torch.from_numpy(finals[seen])
+                levels = hdr_level(draws, truth, exchangeable=True)
+                set_off = self.calibration.set_off
+                self.calibration.observe(levels.numpy(), classes[seen], None if set_off is None else departures(
+                    draws, truth, torch.from_numpy(origins[seen].astype(finals.dtype)), set_off))
 
     def _step_of(self, frame: float) -> int:
         try:
