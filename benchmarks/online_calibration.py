@@ -2,7 +2,7 @@
 
     python benchmarks/online_calibration.py stage=screen      # unseen-scene validation: which calibration
     python benchmarks/online_calibration.py stage=test rate=R floor=F [settle=S] [speed_edge=E] [odds=O] \
-        [stand_floor=G] [stand_rate=Q]  # test
+        [stand_floor=G] [stand_rate=Q] [set_off=D] [odds_rate=P]  # test
     python benchmarks/online_calibration.py report_only=true  # the tables, from benchmarks/results/
 
 cvae_traj.calibration.OnlineTemperature replays each recording in time: every window is forecast at its last
@@ -17,8 +17,10 @@ one factor) and `odds` (none: every factor scales the prior's spread; "all": eve
 logits instead, moving the odds of its modes, within `odds_bounds`; "standing": the standers' factor does, the
 walkers' scales the spread) and `stand_floor` (with speed classes, a spread factor of the standers' own with this
 floor, beside their odds factor where `odds` is "standing"; none: standers have none beside their odds, or the
-walkers' floor) and `stand_rate` (the rate of the standers' own factors, with stand_floor; none: `rate`) on the
-unseen-scene screens of
+walkers' floor), `stand_rate` (the rate of the standers' own factors, with stand_floor; none: `rate`),
+`set_off` (with stand_floor and standers' odds: their odds factor moved by whether they set off, beyond this
+distance by the last future step, against their draws' share that did, instead of by the levels; none: the levels)
+and `odds_rate` (that odds factor's rate; none: the standers' rate) on the unseen-scene screens of
 benchmarks/scene_shift.py (each fold's model on a scene it never trained or validated on; the test scene never
 read), by the rule in `rule` below, written before any screen ran. Rate 0 is the model as trained, scored the same
 way. stage=test scores the benchmark's runs of `variant` (benchmarks/results/runs/<variant>/), as trained and
@@ -47,7 +49,7 @@ from cvae_traj.io import write_json
 
 cfg = options({
     "stage": "screen", "rate": None, "floor": 0.25, "settle": None, "speed_edge": None, "odds": None,
-    "stand_floor": None, "stand_rate": None,
+    "stand_floor": None, "stand_rate": None, "set_off": None, "odds_rate": None,
     "odds_bounds": [0.125, 8.0],
     # stage=test: also score the models and the naive baseline as trained (their benchmark records have them too);
     # `naive` and `models` false leave the one or the other out (a run split in two to use both cores).
@@ -60,9 +62,16 @@ cfg = options({
     # [0.2, 0.25, 200, 0.08]; screen 'odds' [0, 1], [0.2, 1], [0.2, 1, None, None, "all"],
     # [0.2, 1, None, 0.08, "all"] and [0.2, 1, None, 0.08, "standing"]; screen 'stand_width' [0, 1],
     # [0.2, 1, None, 0.08, "standing"], [0.2, 1, None, 0.08, None, 0.25], [0.2, 1, None, 0.08, "standing", 1] and
-    # [0.2, 1, None, 0.08, "standing", 0.25], whose last the package ships).
-    "screen_name": "stand_rate",
-    "candidates": [[0, 1], [0.2, 1, None, 0.08, "standing", 0.25], [0.2, 1, None, 0.08, "standing", 0.25, 0.6]],
+    # [0.2, 1, None, 0.08, "standing", 0.25], whose last the package ships; screen 'stand_rate' [0, 1],
+    # [0.2, 1, None, 0.08, "standing", 0.25] and [0.2, 1, None, 0.08, "standing", 0.25, 0.6]). Screen 'set_off'
+    # moves the standers' odds factor by whether they set off (beyond 0.5 m by the last future step) against their
+    # draws' share that did, and their spread by the levels alone, since one mean level cannot tell an error in
+    # how often standers set off from one in how wide their draws are (benchmarks/HISTORY.md, ZARA2 diagnostic);
+    # its first two candidates' rows are those of screen 'stand_rate', the same computation.
+    "screen_name": "set_off",
+    "candidates": [[0, 1], [0.2, 1, None, 0.08, "standing", 0.25],
+                   [0.2, 1, None, 0.08, "standing", 0.25, None, 0.5],
+                   [0.2, 1, None, 0.08, "standing", 0.25, None, 0.5, 1.0]],
     # The unseen-scene screens: (fold, unseen scene, the variant its screens were trained as), seeds 0-2 each.
     "screens": [["zara1", "eth", "speed_clip_weights"], ["zara1", "univ", "speed_clip_weights"],
                 ["zara2", "eth", "speed_clip"], ["hotel", "eth", "faithful_weights"],
@@ -73,7 +82,7 @@ cfg = options({
     # every screen; if that is not below the model as trained's, none. The screens named in class_guard (written
     # before screen 'odds' ran) also require of a candidate that its calibration errors for standing and for
     # moving agents, each averaged over the screens, be no higher than the model as trained's.
-    "rule": {"kde_margin": 0.1, "class_guard": ["odds", "stand_width", "stand_rate"]},
+    "rule": {"kde_margin": 0.1, "class_guard": ["odds", "stand_width", "stand_rate", "set_off"]},
     "variant": "faithful_weights", "scenes": list(SCENES), "seeds": [0, 1, 2],
     # Screens on a scene with more windows forecast a random share of them, in time order, so that each screen
     # takes minutes: the factor then learns from those forecasts only.
@@ -98,7 +107,9 @@ def recordings(data: EthUcyDataModule, split: str, keep: int | None, seed: int) 
 
 
 def tracker_of(candidate: tuple) -> OnlineTemperature | SpeedClassTemperature | WidthOddsTemperature:
-    rate, floor, settle, edge, odds, stand_floor, stand_rate = candidate
+    rate, floor, settle, edge, odds, stand_floor, stand_rate, set_off, odds_rate = candidate
+    if set_off is not None and (stand_floor is None or odds != "standing"):
+        sys.exit("set_off needs stand_floor= and odds=standing: it moves the standers' odds factor")
     tracker = (OnlineTemperature(rate, bounds=(floor, 8.0)) if settle is None
                else SettlingTemperature(rate, bounds=(floor, 8.0), settle=settle))
     odds_tracker = OnlineTemperature(rate, bounds=tuple(cfg.odds_bounds))
@@ -106,9 +117,10 @@ def tracker_of(candidate: tuple) -> OnlineTemperature | SpeedClassTemperature | 
         if edge is None:
             sys.exit("stand_floor needs speed_edge=, the edge below which agents are standers")
         own = rate if stand_rate is None else stand_rate
+        odds_own = own if odds_rate is None else odds_rate
         return WidthOddsTemperature((edge,), ("both", "width"), tracker,
-                                    replace(odds_tracker, rate=own if odds == "standing" else 0.0),
-                                    OnlineTemperature(own, bounds=(stand_floor, 8.0)))
+                                    replace(odds_tracker, rate=odds_own if odds == "standing" else 0.0),
+                                    OnlineTemperature(own, bounds=(stand_floor, 8.0)), set_off)
     if odds is not None:
         edges = () if edge is None else (edge,)
         kinds = ("odds", "width") if odds == "standing" else ("odds",) * (len(edges) + 1)
@@ -132,12 +144,13 @@ def model_scored(model, parts, candidate: tuple, seed: int) -> dict:
 
 
 FIELDS = ("fold", "scene", "model", "seed", "rate", "floor", "settle", "speed_edge", "odds", "stand_floor",
-          "stand_rate", "screen_name")
-KNOBS = ("rate", "floor", "settle", "speed_edge", "odds", "stand_floor", "stand_rate")
+          "stand_rate", "set_off", "odds_rate", "screen_name")
+KNOBS = ("rate", "floor", "settle", "speed_edge", "odds", "stand_floor", "stand_rate", "set_off", "odds_rate")
 
 
 def full(candidate) -> tuple:
-    """[rate, floor, settle, speed_edge, odds, stand_floor, stand_rate] with the last five none where left out."""
+    """[rate, floor, settle, speed_edge, odds, stand_floor, stand_rate, set_off, odds_rate] with those after floor
+    none where left out."""
     return (*candidate, *[None] * (len(KNOBS) - len(candidate)))
 
 
@@ -169,20 +182,22 @@ def mean(runs: list, key: str) -> float:
 
 
 def label(candidate: tuple) -> str:
-    rate, floor, settle, edge, odds, stand_floor, stand_rate = full(candidate)
+    rate, floor, settle, edge, odds, stand_floor, stand_rate, set_off, odds_rate = full(candidate)
     if rate == 0:
         return "as trained"
     return (f"rate {rate}, floor {floor}" + (f", settle {settle}" if settle is not None else "")
             + (f", speed classes at {edge}" if edge is not None else "")
             + {None: "", "all": ", odds", "standing": ", standers' odds"}[odds]
             + (f", standers' width floor {stand_floor}" if stand_floor is not None else "")
-            + (f", standers' rate {stand_rate}" if stand_rate is not None else ""))
+            + (f", standers' rate {stand_rate}" if stand_rate is not None else "")
+            + (f", odds by setting off beyond {set_off}" if set_off is not None else "")
+            + (f" at rate {odds_rate}" if odds_rate is not None else ""))
 
 
 def order(candidate: tuple) -> tuple:
-    rate, floor, settle, edge, odds, stand_floor, stand_rate = candidate
+    rate, floor, settle, edge, odds, stand_floor, stand_rate, set_off, odds_rate = candidate
     return (rate > 0, settle is not None, odds is not None, edge is not None, str(odds), stand_floor is not None,
-            -(stand_floor or 0), stand_rate or 0, -floor, rate)
+            -(stand_floor or 0), stand_rate or 0, set_off is not None, odds_rate or 0, -floor, rate)
 
 
 results = json.loads(Path(cfg.output).read_text()) if Path(cfg.output).is_file() else {}
@@ -204,7 +219,8 @@ if not cfg.report_only and cfg.stage == "screen":
 elif not cfg.report_only:
     if cfg.rate is None:
         sys.exit("stage=test needs rate=<the rate the screen chose> (and its floor=)")
-    picked = (cfg.rate, cfg.floor, cfg.settle, cfg.speed_edge, cfg.odds, cfg.stand_floor, cfg.stand_rate)
+    picked = (cfg.rate, cfg.floor, cfg.settle, cfg.speed_edge, cfg.odds, cfg.stand_floor, cfg.stand_rate,
+              cfg.set_off, cfg.odds_rate)
     chosen = [full([0, 1.0]), picked] if cfg.as_trained else [picked]
     for scene in cfg.scenes:
         data = EthUcyDataModule(scene=scene, root=cfg.data)

@@ -3,6 +3,7 @@
     python benchmarks/online_known_odds.py                       # odds, one factor: every world, seeds 0-2
     python benchmarks/online_known_odds.py speed_edge=0.08 odds=standing 'worlds=[stop_go]'
     python benchmarks/online_known_odds.py speed_edge=0.08 odds=standing stand_floor=0.25   # the package's default
+    python benchmarks/online_known_odds.py speed_edge=0.08 odds=standing stand_floor=0.25 set_off=0.5 odds_rate=1
 
 benchmarks/online_calibration.py moves the odds of a model's modes (the prior's mixture logits divided by a factor)
 from its own completed forecasts on ETH/UCY, where no one knows the odds. Here they are known. For each world and
@@ -32,9 +33,11 @@ from cvae_traj.io import write_json
 from cvae_traj.odds import evaluate_odds
 from cvae_traj.training import train
 
-# stand_floor (with speed_edge and odds=standing): the standers also get a spread factor of their own, this its floor
+# stand_floor (with speed_edge and odds=standing): the standers also get a spread factor of their own, this its floor;
+# set_off (with stand_floor): their odds factor moves, at odds_rate (none: rate), by whether they set off beyond
+# this distance against their draws' share that did (WidthOddsTemperature.set_off), not by the levels.
 cfg = options({"rate": 0.2, "floor": 1.0, "speed_edge": None, "odds": "all", "odds_bounds": [0.125, 8.0],
-               "stand_floor": None,
+               "stand_floor": None, "set_off": None, "odds_rate": None,
                "variant": "default", "seeds": [0, 1, 2], "worlds": ["junction", "junction_skewed", "speed_odds", "stop_go"],
                "draws": 1000, "calibration_samples": 200, "runs_dir": "benchmarks/runs/known_odds",
                "records": "benchmarks/results/runs/known_odds", "threads": 2,
@@ -49,9 +52,12 @@ def tracker_of() -> WidthOddsTemperature:
         if cfg.odds != "standing" or not edges:
             raise SystemExit("stand_floor needs speed_edge= and odds=standing")
         kinds = ("both", "width")
+    elif cfg.set_off is not None:
+        raise SystemExit("set_off needs stand_floor=")
+    odds_rate = cfg.rate if cfg.odds_rate is None else cfg.odds_rate
     return WidthOddsTemperature(edges, kinds, OnlineTemperature(cfg.rate, bounds=(cfg.floor, 8.0)),
-                                OnlineTemperature(cfg.rate, bounds=tuple(cfg.odds_bounds)),
-                                OnlineTemperature(cfg.rate, bounds=(cfg.stand_floor or 0.25, 8.0)))
+                                OnlineTemperature(odds_rate, bounds=tuple(cfg.odds_bounds)),
+                                OnlineTemperature(cfg.rate, bounds=(cfg.stand_floor or 0.25, 8.0)), cfg.set_off)
 
 
 class ByClass:
@@ -82,8 +88,10 @@ def checkpoint(world: str, seed: int) -> tuple[Path, list]:
 
 out = Path(cfg.output)
 results = json.loads(out.read_text()) if out.is_file() else {}
+odds_rate = cfg.rate if cfg.odds_rate is None else cfg.odds_rate
 label = (f"rate {cfg.rate}, odds {cfg.odds}" + (f", speed classes at {cfg.speed_edge}" if cfg.speed_edge else "")
-         + (f", standers' width floor {cfg.stand_floor}" if cfg.stand_floor is not None else ""))
+         + (f", standers' width floor {cfg.stand_floor}" if cfg.stand_floor is not None else "")
+         + (f", odds by setting off beyond {cfg.set_off} at rate {odds_rate}" if cfg.set_off is not None else ""))
 with initialize_config_dir(str(Path("conf").resolve()), version_base="1.3"):
     for world in cfg.worlds:
         for seed in cfg.seeds:
