@@ -164,6 +164,43 @@ def test_live_odds_calibration_moves_the_standers_odds_by_standers_alone_and_lea
     assert walking.temperature < 1.5  # the junction's walkers are as trained: their levels do not move the width
 
 
+class DeparturesSeen(WidthOddsTemperature):
+    """The package's tracker, keeping the (classes, departures) of everything it observes."""
+
+    def observe(self, levels, classes, departures=None):
+        self.seen = getattr(self, "seen", []) + [(np.asarray(classes), departures)]
+        return super().observe(levels, classes, departures)
+
+
+def test_live_hands_the_tracker_who_set_off_and_the_share_of_its_own_draws_that_did(synthetic_run):
+    model = synthetic_run[0]
+    rng = np.random.default_rng(2)
+    standers, went = [], {}
+    for i in range(30):  # stand 8 steps; then half walk off along +x at 0.5 m a step and half stay, one after another
+        went[10_000 + i] = i % 2 == 0
+        xy = np.zeros((20, 2)) + rng.uniform(-50, 50, size=2)
+        xy[8:, 0] += 0.5 * np.arange(1, 13) * went[10_000 + i]
+        xy[8:] += rng.normal(0, 0.01, size=(12, 2))
+        standers.append(pd.DataFrame({"frame": 5 * i + np.arange(20), "agent_id": 10_000 + i, "x": xy[:, 0],
+                                      "y": xy[:, 1]}))
+    tracks = pd.concat(standers, ignore_index=True)
+    tracker = DeparturesSeen(set_off=0.5)
+    live = LiveForecaster(model, num_samples=20, calibration=tracker)
+    torch.manual_seed(0)
+    expected = []
+    for frame, rows in stream(tracks):
+        futures = live.update(frame, rows)
+        for agent, (x0, y0) in zip(rows["agent_id"], rows[["x", "y"]].to_numpy()):
+            start = tracks[tracks["agent_id"] == agent]["frame"].min()
+            if frame == start + 7:  # its one forecast that completes within its track: at its last standing step
+                finals = futures[(futures["agent_id"] == agent) & (futures["step"] == 12)][["x", "y"]].to_numpy()
+                share = np.mean(np.linalg.norm(finals - [x0, y0], axis=1) > 0.5)
+                expected.append((float(went[agent]), share))
+    seen = np.concatenate([d[c == 0] for c, d in tracker.seen if d is not None])
+    assert len(expected) == 30 and sorted(map(tuple, seen.tolist())) == sorted(expected)
+    assert np.mean([w for w, _ in expected]) == 0.5
+
+
 def test_online_calibration_widens_the_draws_on_walkers_wider_than_trained_and_leaves_the_model_as_it_was(
         synthetic_run):
     model = synthetic_run[0]

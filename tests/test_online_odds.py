@@ -10,7 +10,8 @@ import torch
 from types import SimpleNamespace
 
 from cvae_traj import TrajectoryBatch, TrajectoryCVAE
-from cvae_traj.calibration import OnlineTemperature, WidthOddsTemperature, evaluate_online, width_and_odds
+from cvae_traj.calibration import (OnlineTemperature, WidthOddsTemperature, departures, evaluate_online,
+                                   width_and_odds)
 from cvae_traj.data.tracks import validate_tracks
 from cvae_traj.data.windows import make_windows
 from cvae_traj.errors import InputError
@@ -113,6 +114,44 @@ def test_standers_of_kind_both_move_their_odds_and_their_own_spread_below_the_wa
         widening.observe([1.0], [0])
     width, odds = widening.factors(np.array([0]))[0]
     assert odds == 2.0 and width == pytest.approx(math.exp(1.0))
+
+
+def test_odds_moved_by_setting_off_find_the_standers_odds_while_their_levels_narrow_the_spread():
+    # The model's standers set off a sixth as often as the agents do, and its draws are twice as wide as theirs.
+    windows = make_windows(validate_tracks(standers(1500, p_set_off=0.3)), 8, 12)
+    sampler = SetOffSampler(p_model=0.05, noise=0.1)
+    runs = {}
+    for name, set_off in (("levels", None), ("set_off", 0.5)):
+        tracker = WidthOddsTemperature((), ("both",), odds=OnlineTemperature(rate=0.2, bounds=(0.125, 8.0)),
+                                       both_width=OnlineTemperature(rate=0.2, bounds=(0.25, 8.0)), set_off=set_off)
+        torch.manual_seed(0)
+        runs[name] = evaluate_online(sampler.at, [windows], tracker, kde_samples=0, calibration_samples=200)
+    width, odds = runs["set_off"]["final_temperature"]
+    assert odds == pytest.approx(logit(0.05) / logit(0.3), rel=0.25)  # the factor that gives the agents' 0.3
+    assert width < 0.8  # the stayers' levels narrow the spread towards the agents' noise
+    # Moved by the same levels, the odds follow the too-wide stayers down and the agents who set off end far out.
+    assert runs["levels"]["final_temperature"][1] < 1.0
+    assert runs["set_off"]["calibration_error"] < 0.06 < runs["levels"]["calibration_error"] - 0.03
+
+
+def test_departures_count_who_set_off_and_the_share_of_their_draws_that_did():
+    origin = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    truth = torch.tensor([[0.6, 0.0], [1.0, 1.3]])
+    draws = torch.tensor([[[0.1, 0.0], [0.0, 0.7], [2.0, 2.0], [0.3, 0.3]],
+                          [[1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [4.0, 1.0]]])
+    assert departures(draws, truth, origin, 0.5).tolist() == [[1.0, 0.5], [0.0, 0.25]]
+    tracker = WidthOddsTemperature(set_off=0.5)
+    with pytest.raises(InputError, match="needs the departures"):
+        tracker.observe([0.5], [0])
+    with pytest.raises(InputError, match="1 levels with 2 departures"):
+        tracker.observe([0.5], [0], np.zeros((2, 2)))
+    with pytest.raises(InputError, match="set off must be positive"):
+        WidthOddsTemperature(set_off=0.0)
+    # A stander who set off while its draws stayed raises its odds factor by rate * 1; the levels move the spread.
+    tracker.observe([0.5, 0.0], [0, 1], np.array([[1.0, 0.0], [1.0, 1.0]]))
+    (stand_width, stand_odds), (walk_width, _) = tracker.factors(np.array([0, 1])).tolist()
+    assert stand_odds == pytest.approx(math.exp(0.2)) and stand_width == 1.0 and walk_width == 1.0
+    assert tracker.fresh().set_off == 0.5 and tracker.fresh().factors(np.array([0])).tolist() == [[1.0, 1.0]]
 
 
 def test_width_and_odds_tempers_a_mixture_prior_and_gives_the_model_back_as_it_was():
