@@ -27,7 +27,9 @@ everyone). Each agent forecast at step s and present again at step s + T_pred te
 highest-density level at which the agent's position entered the region of its draws' final positions
 (metrics.hdr_level, scored exchangeably: unbiased from 20 draws); the factors multiply the model's
 prior_temperature and divide its mixture logits (prior_odds) for the next forecasts, and the model is given back
-as it was after each. Only positions already seen reach it.
+as it was after each. With `WidthOddsTemperature(set_off=0.5)` the standers' odds move instead by how often they
+set off (went further than 0.5 m from where they stood by the end of the forecast) against their draws' share that
+did. Only positions already seen reach it.
 
 Bad rows (a missing column, a non-numeric, NaN or infinite position, an agent twice
 in one frame, a frame off the grid or not after the last) raise InputError naming the frame and the agent, and
