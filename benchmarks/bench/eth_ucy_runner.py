@@ -90,6 +90,8 @@ def run_benchmark(cfg: DictConfig) -> dict:
         refresh_representatives(cfg)
     if cfg.naive_fill:
         fill_naive(cfg)
+    if cfg.passes_fill:
+        fill_passes(cfg)
     if not cfg.tabulate:
         return {}
     results = collect(cfg)
@@ -183,7 +185,7 @@ def worker_commands(cfg: DictConfig, jobs: list[tuple[str, int, str]]) -> list[l
 
 
 _WORKER_KEYS = {"variants", "seeds", "scenes", "fresh", "tabulate", "workers", "runs_at_once", "report_only",
-                "clustered.fill", "clustered.refresh", "naive_fill"}
+                "clustered.fill", "clustered.refresh", "naive_fill", "passes_fill"}
 
 
 def run_in_workers(cfg: DictConfig, jobs: list[tuple[str, int, str]]) -> None:
@@ -339,6 +341,52 @@ def clustered_on_test(train_cfg: DictConfig, ckpt: Path, cluster_from: int, seed
                               seed=seed)
 
 
+def checkpoint_at_hand(cfg: DictConfig, record: dict, variant: str, scene: str, seed: int) -> Path | None:
+    """A run's selected checkpoint in the run's directory, or shipped (the ship seed of the speed variant)."""
+    candidates = [Path(cfg.runs_dir) / variant / scene / f"seed{seed}" / record["best_checkpoint"]]
+    if variant == cfg.speed_variant and seed == cfg.ship_seed and cfg.checkpoints_dir:
+        candidates.append(Path(cfg.checkpoints_dir) / f"{scene}.ckpt")
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def fill_passes(cfg: DictConfig) -> None:
+    """Add `passes` sampling passes of best-of-20 (faithful and representatives) to the records of the configured
+    runs that lack them and whose selected checkpoint is at hand (checkpoint_at_hand): records made before passes
+    were measured. The checkpoint must be the run's own: its most-likely ADE on the test windows (deterministic)
+    must equal the record's, or nothing is added."""
+    commit = git_commit(outputs=(str(cfg.output_dir), str(cfg.checkpoints_dir or cfg.output_dir)))
+    for variant, seed, scene in itertools.product(cfg.variants, cfg.seeds, cfg.scenes):
+        path = run_record_path(Path(cfg.output_dir), variant, scene, seed)
+        record = json.loads(path.read_text()) if path.is_file() else None
+        if record is None or "passes" in record:
+            continue
+        ckpt = checkpoint_at_hand(cfg, record, variant, scene, seed)
+        if ckpt is None:
+            log.info("no checkpoint left for %s / %s / seed %d: no passes", variant, scene, seed)
+            continue
+        train_cfg = compose(config_name="train", overrides=record["overrides"])
+        recorded = record.get("test", {}).get("test/ml_ade")
+        found = most_likely_ade(train_cfg, ckpt)
+        if recorded is None or abs(found - recorded) > 1e-4:
+            raise CvaeTrajError(f"{ckpt}: its most-likely ADE on the test windows is {found:.5f}, the record of "
+                                f"{variant} / {scene} / seed {seed} says {recorded}: not that run's checkpoint")
+        log.info("sampling passes of %s / %s / seed %d from %s", variant, scene, seed, ckpt)
+        record["passes"] = passes_on_test(train_cfg, ckpt, cfg.passes, cfg.clustered.cluster_from) | {
+            "commit": commit, "checkpoint": str(ckpt), "filled": True}
+        write_json(record, path)
+
+
+def most_likely_ade(train_cfg: DictConfig, ckpt: Path) -> float:
+    """The mean ADE of the most likely future (TrajectoryCVAE.most_likely) over the fold's test windows."""
+    model, windows = load_model(ckpt), instantiate(train_cfg.data).windows("test")
+    total = 0.0
+    with torch.no_grad():
+        for lo in range(0, len(windows), 256):
+            batch = windows.batch(np.arange(lo, min(lo + 256, len(windows))))
+            total += (model.most_likely(batch) - batch.future).norm(dim=-1).mean(-1).sum().item()
+    return total / len(windows)
+
+
 def fill_clustered(cfg: DictConfig) -> None:
     """Add the clustered best-of-20 to the records of the configured runs that lack it and whose selected
     checkpoint is still at hand: in the run's directory, or shipped (the ship seed of the speed variant)."""
@@ -348,10 +396,7 @@ def fill_clustered(cfg: DictConfig) -> None:
         record = json.loads(path.read_text()) if path.is_file() else None
         if record is None or "clustered" in record:
             continue
-        candidates = [Path(cfg.runs_dir) / variant / scene / f"seed{seed}" / record["best_checkpoint"]]
-        if variant == cfg.speed_variant and seed == cfg.ship_seed and cfg.checkpoints_dir:
-            candidates.append(Path(cfg.checkpoints_dir) / f"{scene}.ckpt")
-        ckpt = next((c for c in candidates if c.is_file()), None)
+        ckpt = checkpoint_at_hand(cfg, record, variant, scene, seed)
         if ckpt is None:
             log.info("no checkpoint left for %s / %s / seed %d: not clustered", variant, scene, seed)
             continue
