@@ -14,6 +14,7 @@ from bench.eth_ucy_runner import pending_runs, run_benchmark, sampling_speed, va
 from bench.provenance import git_commit
 from cvae_traj import TrajectoryCVAE, predict_futures
 from cvae_traj.data.tracks import read_raw_eth_ucy, validate_tracks
+from cvae_traj.errors import CvaeTrajError
 from conftest import ROOT
 
 TRAIN_OVERRIDES = ["experiment=eth_ucy", "logger=csv", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
@@ -44,6 +45,25 @@ def test_benchmark_smoke_on_one_fold(tmp_path, eth_ucy_root, monkeypatch):
         cfg.clustered.fill = True
         refilled = run_benchmark(cfg)["variants"]
         cfg.clustered.fill = False
+        # passes_fill adds the sampling passes the same way, once the checkpoint is shown to be the run's own.
+        for variant, path in records.items():
+            record = json.loads(path.read_text())
+            path.write_text(json.dumps({k: v for k, v in record.items() if k != "passes"}))
+        unpassed = json.loads(records["full"].read_text())
+        other_run = {**unpassed["test"], "test/ml_ade": unpassed["test"]["test/ml_ade"] + 0.01}
+        records["full"].write_text(json.dumps({**unpassed, "test": other_run}))
+        cfg.passes_fill = True
+        with pytest.raises(CvaeTrajError, match="not that run's checkpoint"):
+            run_benchmark(cfg)
+        assert "passes" not in json.loads(records["full"].read_text())
+        records["full"].write_text(json.dumps(unpassed))
+        run_benchmark(cfg)
+        cfg.passes_fill = False
+    assert "passes" not in json.loads(records["no_social"].read_text())
+    first_passes = results["variants"]["full"]["scenes"]["zara1"]["runs"][0]["passes"]
+    filled_passes = json.loads(records["full"].read_text())["passes"]
+    for kind in ("faithful", "representatives"):
+        assert filled_passes[kind]["min_ade_20"] == pytest.approx(first_passes[kind]["min_ade_20"], rel=1e-3)
     assert "clustered" not in json.loads(records["no_social"].read_text())
     assert "clustered" not in refilled["no_social"]["scenes"]["zara1"]
     filled = json.loads(records["full"].read_text())["clustered"]
