@@ -349,21 +349,28 @@ def checkpoint_at_hand(cfg: DictConfig, record: dict, variant: str, scene: str, 
     return next((c for c in candidates if c.is_file()), None)
 
 
+def records_lacking(cfg: DictConfig, key: str):
+    """(variant, seed, scene, record path, record, checkpoint) of the configured runs whose record lacks `key` and
+    whose checkpoint is at hand (checkpoint_at_hand); those without one are logged and left out."""
+    for variant, seed, scene in itertools.product(cfg.variants, cfg.seeds, cfg.scenes):
+        path = run_record_path(Path(cfg.output_dir), variant, scene, seed)
+        record = json.loads(path.read_text()) if path.is_file() else None
+        if record is None or key in record:
+            continue
+        ckpt = checkpoint_at_hand(cfg, record, variant, scene, seed)
+        if ckpt is None:
+            log.info("no checkpoint left for %s / %s / seed %d: no %s added", variant, scene, seed, key)
+            continue
+        yield variant, seed, scene, path, record, ckpt
+
+
 def fill_passes(cfg: DictConfig) -> None:
     """Add `passes` sampling passes of best-of-20 (faithful and representatives) to the records of the configured
     runs that lack them and whose selected checkpoint is at hand (checkpoint_at_hand): records made before passes
     were measured. The checkpoint must be the run's own: its most-likely ADE on the test windows (deterministic)
     must equal the record's, or nothing is added."""
     commit = git_commit(outputs=(str(cfg.output_dir), str(cfg.checkpoints_dir or cfg.output_dir)))
-    for variant, seed, scene in itertools.product(cfg.variants, cfg.seeds, cfg.scenes):
-        path = run_record_path(Path(cfg.output_dir), variant, scene, seed)
-        record = json.loads(path.read_text()) if path.is_file() else None
-        if record is None or "passes" in record:
-            continue
-        ckpt = checkpoint_at_hand(cfg, record, variant, scene, seed)
-        if ckpt is None:
-            log.info("no checkpoint left for %s / %s / seed %d: no passes", variant, scene, seed)
-            continue
+    for variant, seed, scene, path, record, ckpt in records_lacking(cfg, "passes"):
         train_cfg = compose(config_name="train", overrides=record["overrides"])
         recorded = record.get("test", {}).get("test/ml_ade")
         found = most_likely_ade(train_cfg, ckpt)
@@ -391,15 +398,7 @@ def fill_clustered(cfg: DictConfig) -> None:
     """Add the clustered best-of-20 to the records of the configured runs that lack it and whose selected
     checkpoint is still at hand: in the run's directory, or shipped (the ship seed of the speed variant)."""
     commit = git_commit(outputs=(str(cfg.output_dir), str(cfg.checkpoints_dir or cfg.output_dir)))
-    for variant, seed, scene in itertools.product(cfg.variants, cfg.seeds, cfg.scenes):
-        path = run_record_path(Path(cfg.output_dir), variant, scene, seed)
-        record = json.loads(path.read_text()) if path.is_file() else None
-        if record is None or "clustered" in record:
-            continue
-        ckpt = checkpoint_at_hand(cfg, record, variant, scene, seed)
-        if ckpt is None:
-            log.info("no checkpoint left for %s / %s / seed %d: not clustered", variant, scene, seed)
-            continue
+    for variant, seed, scene, path, record, ckpt in records_lacking(cfg, "clustered"):
         train_cfg = compose(config_name="train", overrides=record["overrides"])
         log.info("clustering %s / %s / seed %d from %s", variant, scene, seed, ckpt)
         # With the thread count the run itself had, so the draws and the k-means are those it would have made:
