@@ -171,7 +171,7 @@ class LiveForecaster:
             if seen.any():
                 truth, draws = torch.from_numpy(xy[where[seen]].astype(finals.dtype)), torch.from_numpy(finals[seen])
                 levels = hdr_level(draws, truth, exchangeable=True)
-                set_off = self.calibration.set_off
+                set_off = getattr(self.calibration, "set_off", None)  # a tracker of the user's may have none
                 self.calibration.observe(levels.numpy(), classes[seen], None if set_off is None else departures(
                     draws, truth, torch.from_numpy(origins[seen].astype(finals.dtype)), set_off))
 
