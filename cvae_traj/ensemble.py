@@ -29,7 +29,7 @@ from cvae_traj.system import TrajectoryCVAE
 log = logging.getLogger(__name__)
 # The options that shape a model's networks and draws: members must agree on each.
 SHAPE_HPARAMS = ("obs_len", "pred_len", "dt", "hidden_dim", "latent_dim", "prior_components", "social",
-                 "decoder_min_scale", "heading_frame", "speed_frame", "prior_temperature", "min_history",
+                 "decoder_min_scale", "heading_frame", "speed_frame", "speed_floor", "prior_temperature", "min_history",
                  "prior_weight_net")
 
 

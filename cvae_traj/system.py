@@ -59,6 +59,8 @@ class TrajectoryCVAE(L.LightningModule):
         speed_frame: also measure lengths in units of each agent's observed speed (models.frame.speed_scale),
             so that a scene of faster or slower walkers looks the same; likelihoods are still reported in
             metres (the change of variables adds 2 * pred_len * log(scale) nats per agent).
+        speed_floor: with speed_frame, agents observed slower than this (m/s), people standing among them, are
+            scaled as if they walked at it: the smaller, the larger a stander's small moves are in the frame.
         prior_temperature: multiplies the standard deviation of every component of p(z|x) when sampling and
             scoring, leaving the mixture weights, each mode's odds, as they are: above 1 the draws spread wider
             within each mode. Trained at 1; `python -m cvae_traj.calibration` fits it on recorded tracks of a new
@@ -106,6 +108,7 @@ class TrajectoryCVAE(L.LightningModule):
         decoder_min_scale: float = 0.002,
         heading_frame: bool = True,
         speed_frame: bool = False,
+        speed_floor: float = 0.5,
         prior_temperature: float = 1.0,
         min_history: int | None = None,
         short_history_share: float = 0.5,
@@ -140,7 +143,7 @@ class TrajectoryCVAE(L.LightningModule):
                              "draws instead (leave learned_representatives unset)")
         members = [ConditionalVAE(obs_len, pred_len, dt, hidden_dim, latent_dim, prior_components, social,
                                   decoder_min_scale, heading_frame, speed_frame, prior_temperature, min_history,
-                                  learned_representatives, prior_weight_net) for _ in range(ensemble)]
+                                  learned_representatives, prior_weight_net, speed_floor) for _ in range(ensemble)]
         self.cvae = members[0] if ensemble == 1 else EnsembleVAE(members)
         # Means over windows that stay right across processes: each holds a sum and a count, all-reduced
         # at epoch end, so unequal shards are weighted by their windows (not averaged per process).

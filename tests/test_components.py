@@ -235,6 +235,28 @@ def test_speed_frame_makes_forecasts_scale_with_the_scene_and_reports_likelihood
     assert not torch.allclose(plain.sample(scaled, num_samples=6), samples * 2.0, atol=1e-2)
 
 
+def test_speed_floor_sets_the_scale_of_slow_agents_only(tmp_path):
+    """With the speed frame, an agent slower than speed_floor is scaled by the floor (a stander's small moves grow
+    as the floor falls), one faster by its own speed; the floor survives a checkpoint and must be positive."""
+    batch = scene_batch()
+    still = torch.zeros(1, 8, 2) + torch.tensor([3.0, 1.0])
+    walking = torch.arange(8.0).view(1, 8, 1) * torch.tensor([0.48, 0.0])  # 0.48 m a step of 0.4 s: 1.2 m/s
+    past = torch.cat([still, walking, batch.past[2:]])
+    batch = TrajectoryBatch(past, batch.future, batch.neighbours, batch.neighbour_mask)
+    scales = {}
+    for floor in (0.5, 0.1):
+        model = TrajectoryCVAE(speed_frame=True, speed_floor=floor).eval()
+        scales[floor] = model.cvae.agent_frame(batch)[2]
+        assert scales[floor][0].item() == pytest.approx(floor)
+        assert scales[floor][1].item() == pytest.approx(1.2)
+    path = tmp_path / "floor.ckpt"
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                "pytorch-lightning_version": "2.6.0"}, path)
+    assert TrajectoryCVAE.load_from_checkpoint(path).cvae.speed_floor == 0.1
+    with pytest.raises(ValueError, match="speed_floor must be a positive speed"):
+        TrajectoryCVAE(speed_frame=True, speed_floor=0)
+
+
 def test_latent_diagnostics_count_active_units_and_detect_collapse():
     from cvae_traj.diagnostics import latent_diagnostics
 

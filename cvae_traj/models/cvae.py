@@ -31,7 +31,8 @@ class ConditionalVAE(nn.Module):
                  latent_dim: int = 32, prior_components: int = 8, social: bool = True,
                  decoder_min_scale: float = 0.002, heading_frame: bool = True, speed_frame: bool = False,
                  prior_temperature: float = 1.0, min_history: int | None = None,
-                 learned_representatives: int | None = None, prior_weight_net: bool = True) -> None:
+                 learned_representatives: int | None = None, prior_weight_net: bool = True,
+                 speed_floor: float = 0.5) -> None:
         super().__init__()
         min_history = obs_len if min_history is None else min_history
         if not 2 <= min_history <= obs_len:
@@ -43,7 +44,11 @@ class ConditionalVAE(nn.Module):
         if not decoder_min_scale > 0:
             raise ValueError(f"decoder_min_scale must be positive (the decoder's smallest standard deviation), got "
                              f"{decoder_min_scale!r}")
+        if not speed_floor > 0:
+            raise ValueError(f"speed_floor must be a positive speed in m/s (the speed frame's scale for agents slower "
+                             f"than it), got {speed_floor!r}")
         self.obs_len, self.pred_len, self.dt, self.latent_dim = obs_len, pred_len, dt, latent_dim
+        self.speed_floor = speed_floor
         self.prior_components, self.heading_frame, self.speed_frame = prior_components, heading_frame, speed_frame
         self.prior_temperature, self.min_history = prior_temperature, min_history
         # Divides the prior's mixture logits when sampling (latent.temper); 1 as trained. Not a hyper-parameter:
@@ -105,7 +110,7 @@ class ConditionalVAE(nn.Module):
         past = batch.past
         m = heading_rotation(past) if self.heading_frame else torch.eye(
             2, dtype=past.dtype, device=past.device).expand(past.shape[0], 2, 2)
-        scale = speed_scale(past, self.dt) if self.speed_frame else None
+        scale = speed_scale(past, self.dt, self.speed_floor) if self.speed_frame else None
         to_frame = m if scale is None else m / scale[:, None, None]
         return batch.transformed(to_frame, past[:, -1], keep_pivot=False), m, scale
 
