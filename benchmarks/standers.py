@@ -12,12 +12,13 @@ can get the standers' odds right on that scene; the forecast has to learn the si
 or online). It chooses nothing; benchmarks/HISTORY.md has the study it belongs to. Results go to `output`.
 """
 import numpy as np
+import torch
 from omegaconf import OmegaConf
 
 from bench.options import options
 from bench.provenance import git_commit
 from cvae_traj.data.eth_ucy import SCENES, EthUcyDataModule
-from cvae_traj.evaluation import STANDING_STEP
+from cvae_traj.evaluation import standing
 from cvae_traj.io import write_json
 
 cfg = options({"scenes": list(SCENES), "set_off": 0.5, "data": "data/eth_ucy",
@@ -27,10 +28,9 @@ cfg = options({"scenes": list(SCENES), "set_off": 0.5, "data": "data/eth_ucy",
 
 def standers(windows, set_off: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(walked, moved, went, total windows): metres walked over the observed steps, metres from where it stood at
-    the last future step and whether that is past `set_off`, for each window whose last observed step is under
-    STANDING_STEP."""
+    the last future step and whether that is past `set_off`, for each stander (cvae_traj.evaluation.standing)."""
     past, future = windows.past, windows.future
-    stood = np.linalg.norm(past[:, -1] - past[:, -2], axis=1) < STANDING_STEP
+    stood = standing(torch.from_numpy(past)).numpy()
     walked = np.linalg.norm(np.diff(past[stood], axis=1), axis=2).sum(axis=1)
     moved = np.linalg.norm(future[stood, -1] - past[stood, -1], axis=1)
     return walked, moved, moved > set_off, len(past)
